@@ -1,0 +1,126 @@
+"""Data: determinism, exact resumption, labels kept with their images, IDX parsing, TFDS path, clear errors."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from vqgen.data import FashionMNIST, TFDSSource, eval_batches, make_source, train_dataset
+from vqgen.data.fashion_mnist import read_idx
+
+
+@pytest.fixture(scope="module")
+def train_source():
+  return FashionMNIST("train")
+
+
+def take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def test_fashion_mnist_files(train_source):
+  test = FashionMNIST("test")
+  assert len(train_source) == 60000 and len(test) == 10000
+  assert train_source.images.shape == (60000, 28, 28, 1) and train_source.images.dtype == np.uint8
+  assert sorted(np.unique(train_source.labels)) == list(range(10))
+  assert np.bincount(test.labels).tolist() == [1000] * 10
+
+
+def test_same_seed_same_batches(train_source):
+  a = take(iter(train_dataset(train_source, batch_size=32, seed=3, image_size=28)), 5)
+  b = take(iter(train_dataset(train_source, batch_size=32, seed=3, image_size=28)), 5)
+  c = take(iter(train_dataset(train_source, batch_size=32, seed=4, image_size=28)), 5)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["image"], y["image"])
+    np.testing.assert_array_equal(x["label"], y["label"])
+  assert not np.array_equal(a[0]["label"], c[0]["label"])
+  assert a[0]["image"].dtype == np.float32 and 0.0 <= a[0]["image"].min() and a[0]["image"].max() <= 1.0
+
+
+def test_resumed_iterator_continues_exactly(train_source):
+  ds = train_dataset(train_source, batch_size=16, seed=0, image_size=28)
+  reference = take(iter(ds), 8)
+  it = iter(ds)
+  take(it, 3)
+  state = it.get_state()
+  resumed = iter(train_dataset(train_source, batch_size=16, seed=0, image_size=28))
+  resumed.set_state(state)
+  for x, y in zip(take(resumed, 5), reference[3:]):
+    np.testing.assert_array_equal(x["image"], y["image"])
+    np.testing.assert_array_equal(x["label"], y["label"])
+
+
+def test_epochs_reshuffle_and_cover_the_split():
+  source = FashionMNIST("test")
+  ds = train_dataset(source, batch_size=1000, seed=0, image_size=28)
+  it = iter(ds)
+  epoch1 = np.concatenate([next(it)["label"] for _ in range(10)])
+  epoch2 = np.concatenate([next(it)["label"] for _ in range(10)])
+  assert np.bincount(epoch1).tolist() == [1000] * 10  # every record exactly once per epoch
+  assert not np.array_equal(epoch1, epoch2)
+
+
+def test_labels_match_images(train_source):
+  lookup = {train_source.images[i].tobytes(): train_source.labels[i] for i in range(len(train_source))}
+  batch = next(iter(train_dataset(train_source, batch_size=64, seed=1, image_size=28)))
+  for image, label in zip(batch["image"], batch["label"]):
+    assert lookup[np.round(image * 255).astype(np.uint8).tobytes()] == label
+
+
+def test_process_shards_are_disjoint(train_source):
+  a = next(iter(train_dataset(train_source, batch_size=64, seed=0, image_size=28, process_index=0,
+                              process_count=2)))
+  b = next(iter(train_dataset(train_source, batch_size=64, seed=0, image_size=28, process_index=1,
+                              process_count=2)))
+  rows = lambda x: {im.tobytes() for im in x["image"]}
+  assert not rows(a) & rows(b)
+
+
+def test_eval_batches_pad_and_mask():
+  source = FashionMNIST("test")
+  batches = list(eval_batches(source, batch_size=300, image_size=28, limit=1000))
+  assert len(batches) == 4 and all(b["image"].shape == (300, 28, 28, 1) for b in batches)
+  assert sum(int(b["mask"].sum()) for b in batches) == 1000
+  np.testing.assert_array_equal(np.concatenate([b["label"][b["mask"]] for b in batches]), source.labels[:1000])
+
+
+def _write_idx(path, array):
+  header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_reader_and_errors(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (5, 28, 28))
+  _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+  _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(5))
+  source = FashionMNIST("test", data_dir=str(tmp_path))
+  np.testing.assert_array_equal(source.images[..., 0], images)
+  assert source[3]["label"] == 3
+  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(bytes([0, 0, 8, 1]) + (9).to_bytes(4, "big") + b"\x00" * 5)
+  with pytest.raises(ValueError, match="truncated or corrupt"):
+    read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz")
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    FashionMNIST("test", data_dir=str(tmp_path / "missing"))
+  with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+    FashionMNIST("train", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="split"):
+    FashionMNIST("validation")
+
+
+def test_tfds_source_with_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=40):
+    source = make_source("mnist", "train")
+    assert isinstance(source, TFDSSource) and len(source) == 40
+    record = source[0]
+    assert record["image"].shape == (28, 28, 1) and record["image"].dtype == np.uint8
+    batch = next(iter(train_dataset(source, batch_size=8, seed=0, image_size=16)))
+    assert batch["image"].shape == (8, 16, 16, 1) and batch["label"].shape == (8,)
+
+
+def test_tfds_missing_dataset_error(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(FileNotFoundError, match="tfds build"):
+    TFDSSource("mnist", "train", data_dir=str(tmp_path))

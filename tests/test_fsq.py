@@ -1,0 +1,107 @@
+"""FSQ against the paper's reference notebook formula, exhaustively over the codebook, in bf16 and under grad."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vqgen.quantizers import FSQ, RECOMMENDED_LEVELS, batch_metrics, usage_and_perplexity
+
+
+def reference_fsq(z, levels, eps=1e-3):
+  """The google-research fsq.ipynb computation, written out in float64 numpy."""
+  levels = np.asarray(levels, np.float64)
+  half_l = (levels - 1) * (1 - eps) / 2
+  offset = np.where(levels % 2 == 1, 0.0, 0.5)
+  shift = np.tan(offset / half_l)
+  bounded = np.tanh(z + shift) * half_l - offset
+  half_width = levels // 2
+  codes = np.round(bounded) / half_width
+  basis = np.concatenate(([1], np.cumprod(levels[:-1])))
+  indices = ((codes * half_width + half_width) * basis).sum(-1).astype(np.int64)
+  return codes, indices
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (8, 6, 5), (7, 5, 5, 5, 5), (2, 3), (4, 4, 4)])
+def test_matches_reference_notebook(levels):
+  z = np.random.default_rng(0).normal(scale=2.0, size=(4096, len(levels))).astype(np.float32)
+  out = FSQ(levels)(jnp.asarray(z))
+  codes, indices = reference_fsq(z.astype(np.float64), levels)
+  # Rounding sits exactly on .5 boundaries with probability ~0; compare where float32 and float64 agree.
+  np.testing.assert_allclose(np.asarray(out.quantized), codes, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(out.indices), indices)
+  assert out.indices.dtype == jnp.int32 and out.losses == {}
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (8, 6, 5), (3, 2, 4)])
+def test_every_code_reachable_and_round_trip(levels):
+  q = FSQ(levels)
+  # All prod(L) level combinations, as codes; quantizing their preimage must give them back.
+  grids = [(np.arange(l) - l // 2) / (l // 2) for l in levels]
+  codes = np.array(list(itertools.product(*grids)), np.float32)
+  assert len(codes) == q.codebook_size == math.prod(levels)
+  indices = np.asarray(q.codes_to_indices(jnp.asarray(codes)))
+  assert sorted(indices.tolist()) == list(range(q.codebook_size))
+  np.testing.assert_array_equal(np.asarray(q.indices_to_codes(jnp.asarray(indices))), codes)
+  # Preimage: invert bound(z) = tanh(z + shift) * half - offset at each level value, pulled 0.1 inside the
+  # open range (-half - offset, half - offset) of the bound so the extreme levels are reachable too.
+  levels_np = np.asarray(levels, np.float64)
+  half_l = (levels_np - 1) * (1 - 1e-3) / 2
+  offset = np.where(levels_np % 2 == 1, 0.0, 0.5)
+  bounded = np.clip(codes * (levels_np // 2), -half_l - offset + 0.1, half_l - offset - 0.1)
+  z = np.arctanh((bounded + offset) / half_l) - np.tan(offset / half_l)
+  out = q(jnp.asarray(z, jnp.float32))
+  np.testing.assert_array_equal(np.asarray(out.indices), indices)
+  assert float(out.metrics["usage"]) == 1.0
+  np.testing.assert_allclose(float(out.metrics["perplexity"]), q.codebook_size, rtol=1e-4)
+
+
+def test_bfloat16_inputs_give_float32_indices():
+  q = FSQ((8, 5, 5, 5))
+  z = jax.random.normal(jax.random.key(1), (8192, 4)).astype(jnp.bfloat16)
+  out_bf16, out_f32 = q(z), q(z.astype(jnp.float32))
+  np.testing.assert_array_equal(np.asarray(out_bf16.indices), np.asarray(out_f32.indices))
+  assert out_bf16.quantized.dtype == jnp.float32
+  # In bf16 arithmetic a code index above 256 is not representable exactly; ours keep all 1000 codes.
+  assert int(out_bf16.indices.max()) > 900
+
+
+def test_straight_through_gradient():
+  q = FSQ((8, 5, 5, 5))
+  z = jax.random.normal(jax.random.key(2), (64, 4))
+  g = jax.random.normal(jax.random.key(3), (64, 4))
+  grad = jax.grad(lambda z: jnp.sum(q(z).quantized * g))(z)
+  # d quantized / dz = d bound(z) / dz / (L // 2) elementwise (rounding is the identity under STE).
+  expected = jax.grad(lambda z: jnp.sum(q.bound(z) / q._half_width * g))(z)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-6)
+  assert np.all(np.abs(np.asarray(grad)) > 0)
+
+
+def test_recommended_levels_sizes():
+  for bits, levels in RECOMMENDED_LEVELS.items():
+    assert abs(math.log2(math.prod(levels)) - bits) < 0.5, (bits, levels)
+
+
+@pytest.mark.parametrize("levels, message", [((), "at least one"), ((8, 1), ">= 2"),
+                                             ((2**16, 2**16), "int32")])
+def test_invalid_levels(levels, message):
+  with pytest.raises(ValueError, match=message):
+    FSQ(levels)
+
+
+def test_wrong_channel_count():
+  with pytest.raises(ValueError, match="expects 4 channels"):
+    FSQ((8, 5, 5, 5))(jnp.zeros((2, 3)))
+
+
+def test_usage_and_perplexity_closed_form():
+  counts = jnp.array([5, 5, 0, 10])
+  usage, perplexity = usage_and_perplexity(counts)
+  p = np.array([0.25, 0.25, 0.5])
+  assert float(usage) == 0.75
+  np.testing.assert_allclose(float(perplexity), np.exp(-(p * np.log(p)).sum()), rtol=1e-6)
+  m = batch_metrics(jnp.array([[0, 1], [1, 3]]), 4)
+  assert float(m["usage"]) == 0.75

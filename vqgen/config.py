@@ -1,0 +1,161 @@
+"""Experiment configs: the base `ConfigDict` holding every key the code reads, variants, and validation.
+
+Config files (`configs/**.py`) start from `tokenizer_config()`, apply their variant string
+(`--config=configs/tokenizer/fsq_fashion_mnist.py:levels=8-5-5-5,steps=500`) and return the locked dict, so a
+flag override of a key that does not exist fails at once (`--config.train.stpes=1`). `validate` then checks
+values before any work starts and names the key and what it may be.
+"""
+
+import ml_collections
+
+STAGES = ("tokenizer",)
+QUANTIZERS = ("fsq",)
+RECONSTRUCTION = ("l1", "l2")
+PRE_QUANT_NORMS = ("none", "layernorm")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def tokenizer_config() -> ml_collections.ConfigDict:
+  """Every key of a tokenizer run, with the defaults of the Fashion-MNIST FSQ tokenizer."""
+  c = ml_collections.ConfigDict()
+  c.stage = "tokenizer"
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"   # or any prepared TFDS dataset name (cifar10, celeb_a, ...)
+  c.data.data_dir = ""            # "" = the default place for the dataset
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.batch_size = 128         # global, across all processes and devices
+  c.data.eval_batch_size = 500    # global
+  c.data.eval_limit = 0           # 0 = the whole eval split
+
+  c.model = ml_collections.ConfigDict()
+  c.model.channels = 32
+  c.model.patch_size = 1                   # p x p space-to-depth before the encoder (see tokenizers/conv.py)
+  c.model.channel_multipliers = (1, 2, 2)  # len - 1 downsamplings: 28x28 -> 7x7
+  c.model.num_res_blocks = 1
+  c.model.norm_groups = 8
+  c.model.pre_quant_norm = "none"
+  c.model.compute_dtype = "float32"
+
+  c.quantizer = ml_collections.ConfigDict()
+  c.quantizer.name = "fsq"
+  c.quantizer.levels = (8, 5, 5, 5)
+  c.quantizer.eps = 1e-3
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.reconstruction = "l2"
+  c.loss.reconstruction_weight = 1.0
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.warmup_steps = 100
+  c.optimizer.end_learning_rate_factor = 0.02  # cosine decays to this fraction of the peak
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.99
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.grad_clip_norm = 1.0
+  c.optimizer.ema_decay = 0.0                  # > 0 keeps an EMA of the parameters, used for evaluation
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 3000
+  c.train.log_every = 100
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  c.train.num_grid_images = 16
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1    # -1: all devices not used by the other axes
+  c.mesh.fsdp = 1
+  c.mesh.model = 1
+  # Logical parameter axis -> mesh axis. Dimensions that do not divide the mesh axis stay replicated.
+  c.mesh.rules = (("channels_out", "fsdp"), ("channels_in", "model"))
+  return c
+
+
+def parse_variant(arg: str | None, config: ml_collections.ConfigDict, parsers: dict) -> None:
+  """Applies `key=value,key=value` to config; `parsers` maps each allowed key to (config path, parse fn)."""
+  if not arg:
+    return
+  for item in arg.split(","):
+    key, sep, value = item.partition("=")
+    if not sep or key not in parsers:
+      raise ValueError(f"Unknown config variant {item!r}; allowed keys: {sorted(parsers)} (as key=value, "
+                       "comma separated).")
+    path, parse = parsers[key]
+    *parents, leaf = path.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = parse(value)
+
+
+def levels_from_string(s: str) -> tuple[int, ...]:
+  """'8-5-5-5' -> (8, 5, 5, 5)."""
+  try:
+    return tuple(int(v) for v in s.split("-"))
+  except ValueError as e:
+    raise ValueError(f"levels must be integers joined by '-', e.g. 8-5-5-5; got {s!r}.") from e
+
+
+def _check(ok: bool, key: str, value, allowed: str):
+  if not ok:
+    raise ValueError(f"Invalid config value {key}={value!r}: {allowed}.")
+
+
+def _one_of(c, key: str, choices):
+  value = c
+  for p in key.split("."):
+    value = value[p]
+  _check(value in choices, key, value, f"must be one of {list(choices)}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid key and its allowed values."""
+  _one_of(c, "stage", STAGES)
+  _one_of(c, "quantizer.name", QUANTIZERS)
+  _one_of(c, "loss.reconstruction", RECONSTRUCTION)
+  _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
+  _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
+  for key in ("data.batch_size", "data.eval_batch_size", "data.image_size", "data.channels", "train.steps",
+              "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "model.channels",
+              "model.num_res_blocks", "model.norm_groups", "model.patch_size"):
+    section, name = key.split(".")
+    value = c[section][name]
+    _check(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
+  _check(c.data.eval_limit >= 0, "data.eval_limit", c.data.eval_limit, "must be >= 0 (0 = whole split)")
+  mults = tuple(c.model.channel_multipliers)
+  _check(len(mults) >= 1 and all(isinstance(m, int) and m >= 1 for m in mults), "model.channel_multipliers",
+         mults, "must be a non-empty tuple of positive integers")
+  factor = c.model.patch_size * 2 ** (len(mults) - 1)
+  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
+         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
+  for m in mults:
+    width = c.model.channels * m
+    _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
+           f"must divide every level's width (channels * multiplier = {width})")
+  o = c.optimizer
+  _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "must be > 0")
+  _check(0 <= o.warmup_steps < c.train.steps, "optimizer.warmup_steps", o.warmup_steps,
+         f"must be in [0, train.steps={c.train.steps})")
+  _check(0 <= o.end_learning_rate_factor <= 1, "optimizer.end_learning_rate_factor",
+         o.end_learning_rate_factor, "must be in [0, 1]")
+  _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optimizer.b1/b2", (o.b1, o.b2), "must be in [0, 1)")
+  _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
+  _check(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = off)")
+  _check(0 <= o.ema_decay < 1, "optimizer.ema_decay", o.ema_decay, "must be in [0, 1) (0 = off)")
+  for axis in ("data", "fsdp", "model"):
+    v = c.mesh[axis]
+    _check(isinstance(v, int) and (v >= 1 or v == -1), f"mesh.{axis}", v, "must be a positive integer or -1")
+  for rule in c.mesh.rules:
+    _check(len(rule) == 2 and rule[1] in ("data", "fsdp", "model", None), "mesh.rules", rule,
+           "each rule must be (logical_axis, one of 'data' | 'fsdp' | 'model' | None)")
+  if c.quantizer.name == "fsq":
+    from vqgen.quantizers import FSQ  # pylint: disable=import-outside-toplevel
+    try:
+      FSQ(c.quantizer.levels, c.quantizer.eps)
+    except ValueError as e:
+      raise ValueError(f"Invalid config value quantizer.levels={tuple(c.quantizer.levels)!r}: {e}") from e

@@ -1,0 +1,16 @@
+"""Quantizers: one file per family. `build_quantizer(name, **kwargs)` maps config names to modules."""
+
+from vqgen.quantizers.base import QuantizerOutput, batch_metrics, code_histogram, usage_and_perplexity
+from vqgen.quantizers.fsq import FSQ, RECOMMENDED_LEVELS
+
+QUANTIZERS = {"fsq": FSQ}
+
+
+def build_quantizer(name: str, **kwargs):
+  if name not in QUANTIZERS:
+    raise ValueError(f"Unknown quantizer {name!r}; choose one of {sorted(QUANTIZERS)}.")
+  return QUANTIZERS[name](**kwargs)
+
+
+__all__ = ["FSQ", "QuantizerOutput", "RECOMMENDED_LEVELS", "build_quantizer", "batch_metrics",
+           "code_histogram", "usage_and_perplexity"]

@@ -1,0 +1,38 @@
+"""What every quantizer returns, and the codebook statistics they share."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class QuantizerOutput(NamedTuple):
+  """Output of `quantizer(z, train=...)`.
+
+  quantized: same shape as z, float32, carrying straight-through gradients to z.
+  indices:   int32 code indices, z.shape[:-1] (plus a trailing depth/group axis for composite quantizers).
+  losses:    named, already weighted scalar losses to add to the training objective ({} for FSQ).
+  metrics:   named scalars for logging (`usage`, `perplexity` of the batch).
+  """
+  quantized: jax.Array
+  indices: jax.Array
+  losses: dict
+  metrics: dict
+
+
+def code_histogram(indices: jax.Array, codebook_size: int) -> jax.Array:
+  """Counts of each code in `indices` (any shape), int32 [codebook_size]."""
+  return jnp.bincount(indices.reshape(-1), length=codebook_size).astype(jnp.int32)
+
+
+def usage_and_perplexity(counts: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Codebook usage (fraction of codes used at least once) and perplexity exp(H(histogram))."""
+  counts = counts.astype(jnp.float32)
+  p = counts / jnp.maximum(counts.sum(), 1.0)
+  entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+  return jnp.mean(counts > 0), jnp.exp(entropy)
+
+
+def batch_metrics(indices: jax.Array, codebook_size: int) -> dict:
+  usage, perplexity = usage_and_perplexity(code_histogram(indices, codebook_size))
+  return {"usage": usage, "perplexity": perplexity}

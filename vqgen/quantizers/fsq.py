@@ -1,0 +1,104 @@
+"""Finite Scalar Quantization (Mentzer et al. 2023, "FSQ: VQ-VAE made simple", arXiv 2309.15505).
+
+Follows the paper's reference notebook (google-research `fsq/fsq.ipynb`) exactly. Per channel i with L_i levels:
+
+  half_i  = (L_i - 1)(1 - eps) / 2                      eps = 1e-3
+  offset_i = 0.5 if L_i is even else 0
+  shift_i  = tan(offset_i / half_i)
+  bound(z) = tanh(z + shift) * half - offset                           (paper Sec. 3, "bounding function f")
+  q(z)     = round_ste(bound(z)) / (L // 2)                            (codes in [-1, 1])
+
+An index packs the level indices k_i = q_i * (L_i // 2) + L_i // 2 in mixed radix with the first channel least
+significant: index = sum_i k_i * basis_i, basis = cumprod([1, L_1, ..., L_{d-1}]). The codebook is implicit: all
+prod(L) codes are reachable and no auxiliary loss is needed. Quantizer math runs in float32 and index arithmetic
+in int32 whatever the input dtype (under bfloat16 a peer library lost half its codes).
+"""
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vqgen.quantizers.base import QuantizerOutput, batch_metrics
+
+# The paper's Table 1 (and appendix): recommended levels for a target codebook size 2^k.
+RECOMMENDED_LEVELS = {
+    4: (5, 3), 6: (8, 8), 8: (8, 6, 5), 9: (8, 8, 8), 10: (8, 5, 5, 5), 11: (8, 8, 6, 5),
+    12: (7, 5, 5, 5, 5), 14: (8, 8, 8, 6, 5), 16: (8, 8, 8, 5, 5, 5),
+}
+_MAX_CODEBOOK_SIZE = 2**31 - 1  # indices are int32
+
+
+def round_ste(x: jax.Array) -> jax.Array:
+  """Round with a straight-through gradient (identity Jacobian)."""
+  return x + jax.lax.stop_gradient(jnp.round(x) - x)
+
+
+class FSQ(nnx.Module):
+  """FSQ over the last axis of z; `len(levels)` channels. No parameters."""
+
+  def __init__(self, levels: Sequence[int], eps: float = 1e-3):
+    levels = tuple(int(l) for l in levels)
+    if not levels:
+      raise ValueError("FSQ levels must name at least one channel, e.g. levels=(8, 5, 5, 5).")
+    if any(l < 2 for l in levels):
+      raise ValueError(f"FSQ levels must all be >= 2 (got {levels}); the paper recommends >= 5 per channel.")
+    size = math.prod(levels)
+    if size > _MAX_CODEBOOK_SIZE:
+      raise ValueError(f"FSQ codebook size prod{levels} = {size} exceeds 2^31 - 1, the int32 index range.")
+    if not 0.0 <= eps < 1.0:
+      raise ValueError(f"FSQ eps must be in [0, 1), got {eps}.")
+    self.levels = levels
+    self.eps = float(eps)
+    self.codebook_size = size
+    self.dim = len(levels)
+
+  # Constants are derived from the static `levels` tuple (NNX modules hold no raw arrays).
+  @property
+  def _levels(self) -> np.ndarray:
+    return np.asarray(self.levels, np.int32)
+
+  @property
+  def _basis(self) -> np.ndarray:
+    return np.concatenate([[1], np.cumprod(self._levels[:-1])]).astype(np.int32)
+
+  @property
+  def _half_width(self) -> np.ndarray:
+    return (self._levels // 2).astype(np.float32)
+
+  def bound(self, z: jax.Array) -> jax.Array:
+    """f(z) = tanh(z + shift) * half - offset: maps R to (-L/2, L/2) shifted so rounding gives L values."""
+    levels = self._levels.astype(np.float32)
+    half = (levels - 1) * (1 - self.eps) / 2
+    offset = np.where(self._levels % 2 == 1, 0.0, 0.5).astype(np.float32)
+    shift = np.tan(offset / half).astype(np.float32)
+    return jnp.tanh(z + shift) * half - offset
+
+  def quantize(self, z: jax.Array) -> jax.Array:
+    """Codes in [-1, 1] per channel, straight-through in z."""
+    return round_ste(self.bound(z.astype(jnp.float32))) / self._half_width
+
+  def codes_to_indices(self, codes: jax.Array) -> jax.Array:
+    """Codes [..., d] in [-1, 1] -> int32 indices [...]."""
+    self._check_dim(codes)
+    k = jnp.round(codes.astype(jnp.float32) * self._half_width + self._half_width).astype(jnp.int32)
+    return jnp.sum(k * self._basis, axis=-1, dtype=jnp.int32)
+
+  def indices_to_codes(self, indices: jax.Array) -> jax.Array:
+    """Int indices [...] -> float32 codes [..., d]."""
+    k = (indices.astype(jnp.int32)[..., None] // self._basis) % self._levels
+    return (k.astype(jnp.float32) - self._half_width) / self._half_width
+
+  def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
+    del train  # FSQ behaves the same in training and evaluation.
+    self._check_dim(z)
+    quantized = self.quantize(z)
+    indices = self.codes_to_indices(jax.lax.stop_gradient(quantized))
+    return QuantizerOutput(quantized, indices, {}, batch_metrics(indices, self.codebook_size))
+
+  def _check_dim(self, x):
+    if x.shape[-1] != self.dim:
+      raise ValueError(f"FSQ with levels {self.levels} expects {self.dim} channels last, got shape {x.shape}.")

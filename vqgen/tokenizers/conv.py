@@ -1,0 +1,136 @@
+"""Convolutional encoder and decoder in the VQGAN / MaskGIT style (residual blocks, GroupNorm, swish).
+
+Encoder: conv_in -> per resolution level [num_res_blocks x ResBlock, stride-2 conv except at the last level]
+-> num_res_blocks x ResBlock -> GroupNorm, swish -> 1x1 conv to the quantizer's channels.
+Decoder: the mirror image, upsampling by nearest-neighbour x2 followed by a 3x3 conv.
+With channel_multipliers=(1, 2, 2) a 28x28 image becomes a 7x7 grid of codes.
+
+`patch_size` p > 1 folds p x p pixel patches into channels first (space-to-depth) and unfolds them at the end
+of the decoder: the networks then never run at full resolution, which is most of the cost on a CPU. Total
+downsampling is p * 2^(len(channel_multipliers) - 1).
+
+Parameters carry logical axis names (`channels_in`, `channels_out`) that config rules map onto the mesh.
+"""
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+KERNEL_AXES = (None, None, "channels_in", "channels_out")
+
+
+def conv(cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, stride: int = 1, dtype=jnp.float32) -> nnx.Conv:
+  return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride), padding="SAME", dtype=dtype,
+                  param_dtype=jnp.float32, rngs=rngs,
+                  kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), KERNEL_AXES),
+                  bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("channels_out",)))
+
+
+def group_norm(channels: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.GroupNorm:
+  return nnx.GroupNorm(channels, num_groups=min(groups, channels), epsilon=1e-6, dtype=dtype,
+                       param_dtype=jnp.float32, rngs=rngs,
+                       scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("channels_out",)),
+                       bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("channels_out",)))
+
+
+class ResBlock(nnx.Module):
+  """x + conv(swish(norm(conv(swish(norm(x)))))), with a 1x1 conv on the skip when channels change."""
+
+  def __init__(self, cin: int, cout: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.norm1 = group_norm(cin, groups, rngs=rngs, dtype=dtype)
+    self.conv1 = conv(cin, cout, 3, rngs=rngs, dtype=dtype)
+    self.norm2 = group_norm(cout, groups, rngs=rngs, dtype=dtype)
+    self.conv2 = conv(cout, cout, 3, rngs=rngs, dtype=dtype)
+    self.skip = conv(cin, cout, 1, rngs=rngs, dtype=dtype) if cin != cout else None
+
+  def __call__(self, x):
+    h = self.conv1(nnx.swish(self.norm1(x)))
+    h = self.conv2(nnx.swish(self.norm2(h)))
+    return (self.skip(x) if self.skip is not None else x) + h
+
+
+def space_to_depth(x, p: int):
+  """[B, H, W, C] -> [B, H/p, W/p, p*p*C]."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // p, w // p, p * p * c)
+
+
+def depth_to_space(x, p: int):
+  """Inverse of space_to_depth."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h, w, p, p, c // (p * p)).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h * p, w * p, c // (p * p))
+
+
+def _res_stack(cin, cout, n, groups, rngs, dtype):
+  return nnx.List([ResBlock(cin if i == 0 else cout, cout, groups, rngs=rngs, dtype=dtype) for i in range(n)])
+
+
+class Encoder(nnx.Module):
+  """Images [B, H, W, C] in [-1, 1] -> latents [B, H / 2^(levels-1), W / 2^(levels-1), out_dim]."""
+
+  def __init__(self, in_channels: int, out_dim: int, channels: int, channel_multipliers: Sequence[int],
+               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, rngs: nnx.Rngs,
+               dtype=jnp.float32):
+    widths = [channels * m for m in channel_multipliers]
+    self.patch_size = patch_size
+    self.conv_in = conv(in_channels * patch_size**2, widths[0], 3, rngs=rngs, dtype=dtype)
+    blocks, downs, cur = [], [], widths[0]
+    for i, width in enumerate(widths):
+      blocks.append(_res_stack(cur, width, num_res_blocks, norm_groups, rngs, dtype))
+      cur = width
+      if i < len(widths) - 1:
+        downs.append(conv(cur, cur, 4, stride=2, rngs=rngs, dtype=dtype))
+    self.blocks, self.downs = nnx.List(blocks), nnx.List(downs)
+    self.mid = _res_stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype)
+    self.norm_out = group_norm(cur, norm_groups, rngs=rngs, dtype=dtype)
+    self.conv_out = conv(cur, out_dim, 1, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x):
+    h = self.conv_in(space_to_depth(x, self.patch_size) if self.patch_size > 1 else x)
+    for i, stack in enumerate(self.blocks):
+      for block in stack:
+        h = block(h)
+      if i < len(self.downs):
+        h = self.downs[i](h)
+    for block in self.mid:
+      h = block(h)
+    return self.conv_out(nnx.swish(self.norm_out(h)))
+
+
+class Decoder(nnx.Module):
+  """Latents [B, h, w, in_dim] -> images [B, h * 2^(levels-1), w * 2^(levels-1), out_channels] (unbounded)."""
+
+  def __init__(self, in_dim: int, out_channels: int, channels: int, channel_multipliers: Sequence[int],
+               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, rngs: nnx.Rngs,
+               dtype=jnp.float32):
+    widths = [channels * m for m in channel_multipliers]
+    self.patch_size = patch_size
+    cur = widths[-1]
+    self.conv_in = conv(in_dim, cur, 3, rngs=rngs, dtype=dtype)
+    self.mid = _res_stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype)
+    blocks, ups = [], []
+    for i in reversed(range(len(widths))):
+      blocks.append(_res_stack(cur, widths[i], num_res_blocks, norm_groups, rngs, dtype))
+      cur = widths[i]
+      if i > 0:
+        ups.append(conv(cur, cur, 3, rngs=rngs, dtype=dtype))
+    self.blocks, self.ups = nnx.List(blocks), nnx.List(ups)
+    self.norm_out = group_norm(cur, norm_groups, rngs=rngs, dtype=dtype)
+    self.conv_out = conv(cur, out_channels * patch_size**2, 3, rngs=rngs, dtype=dtype)
+
+  def __call__(self, z):
+    h = self.conv_in(z)
+    for block in self.mid:
+      h = block(h)
+    for i, stack in enumerate(self.blocks):
+      for block in stack:
+        h = block(h)
+      if i < len(self.ups):
+        b, hh, ww, c = h.shape
+        h = self.ups[i](jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest"))
+    out = self.conv_out(nnx.swish(self.norm_out(h)))
+    return depth_to_space(out, self.patch_size) if self.patch_size > 1 else out

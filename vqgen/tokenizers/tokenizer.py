@@ -1,0 +1,55 @@
+"""The Tokenizer: encoder -> quantizer -> decoder, with images in [0, 1] at its boundary."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vqgen.quantizers import QuantizerOutput, build_quantizer
+from vqgen.tokenizers.conv import Decoder, Encoder
+
+
+class Tokenizer(nnx.Module):
+  """`encode(images) -> indices`, `decode(indices) -> images`, `__call__(images, train) -> (recon, q_out)`.
+
+  Images are float [B, H, W, C] in [0, 1]; the networks see them in [-1, 1]. `pre_quant_norm='layernorm'`
+  normalises each latent vector over channels (no affine) before the quantizer, which keeps the bounded FSQ
+  channels away from their saturated ends early in training.
+  """
+
+  def __init__(self, encoder: nnx.Module, quantizer: nnx.Module, decoder: nnx.Module,
+               pre_quant_norm: str = "none"):
+    if pre_quant_norm not in ("none", "layernorm"):
+      raise ValueError(f"pre_quant_norm must be 'none' or 'layernorm', got {pre_quant_norm!r}.")
+    self.encoder, self.quantizer, self.decoder = encoder, quantizer, decoder
+    self.pre_quant_norm = pre_quant_norm
+
+  def latents(self, images: jax.Array) -> jax.Array:
+    z = self.encoder(2.0 * images - 1.0).astype(jnp.float32)
+    if self.pre_quant_norm == "layernorm":
+      z = (z - z.mean(-1, keepdims=True)) * jax.lax.rsqrt(z.var(-1, keepdims=True) + 1e-6)
+    return z
+
+  def decode_codes(self, codes: jax.Array) -> jax.Array:
+    return (self.decoder(codes).astype(jnp.float32) + 1.0) / 2.0
+
+  def __call__(self, images: jax.Array, *, train: bool = False) -> tuple[jax.Array, QuantizerOutput]:
+    q = self.quantizer(self.latents(images), train=train)
+    return self.decode_codes(q.quantized), q
+
+  def encode(self, images: jax.Array) -> jax.Array:
+    return self.quantizer(self.latents(images), train=False).indices
+
+  def decode(self, indices: jax.Array) -> jax.Array:
+    return self.decode_codes(self.quantizer.indices_to_codes(indices))
+
+
+def build_tokenizer(config, rngs) -> Tokenizer:
+  """A Tokenizer from config.model / config.quantizer / config.data."""
+  m, qc = config.model, config.quantizer
+  quantizer = build_quantizer(qc.name, levels=tuple(qc.levels), eps=qc.eps)
+  dtype = jnp.dtype(m.compute_dtype)
+  common = dict(channels=m.channels, channel_multipliers=tuple(m.channel_multipliers),
+                num_res_blocks=m.num_res_blocks, norm_groups=m.norm_groups, patch_size=m.patch_size, rngs=rngs, dtype=dtype)
+  encoder = Encoder(config.data.channels, quantizer.dim, **common)
+  decoder = Decoder(quantizer.dim, config.data.channels, **common)
+  return Tokenizer(encoder, quantizer, decoder, pre_quant_norm=m.pre_quant_norm)

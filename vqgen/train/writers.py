@@ -1,0 +1,100 @@
+"""Metric writing and progress reporting.
+
+With TensorFlow importable, clu's writers log to TensorBoard and the console; without it (e.g. GPU machines
+with only JAX), a plain writer logs to the console. Either way every scalar also goes to `metrics.jsonl`.
+Only process 0 writes.
+"""
+
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+
+class JsonlWriter:
+  """Appends {'step': s, name: value, ...} lines to a file; a minimal clu-compatible writer."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def write_scalars(self, step: int, scalars: dict):
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+
+  def write_images(self, step, images):
+    del step, images
+
+  def write_hparams(self, hparams):
+    del hparams
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+class ConsoleWriter(JsonlWriter):
+  """Logs scalars through `logging` (the fallback when clu/TensorFlow are unavailable)."""
+
+  def __init__(self):
+    super().__init__(path=os.devnull)
+
+  def write_scalars(self, step, scalars):
+    logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.5g}" for k, v in sorted(scalars.items())))
+
+
+class MultiWriter:
+
+  def __init__(self, writers):
+    self.writers = writers
+
+  def __getattr__(self, name):
+    def call(*args, **kwargs):
+      for w in self.writers:
+        getattr(w, name)(*args, **kwargs)
+    return call
+
+
+def create_writer(workdir: str):
+  """TensorBoard + console (clu) when available, else console; plus metrics.jsonl. No-op off process 0."""
+  if jax.process_index() != 0:
+    return MultiWriter([])
+  writers = [JsonlWriter(os.path.join(workdir, "metrics.jsonl"))]
+  try:
+    from clu import metric_writers  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
+    writers.append(metric_writers.create_default_writer(os.path.join(workdir, "tensorboard"), asynchronous=False))
+  except ImportError as e:
+    logging.warning("clu/TensorFlow not importable (%s): no TensorBoard summaries, console only.", e)
+    writers.append(ConsoleWriter())
+  return MultiWriter(writers)
+
+
+class Progress:
+  """Prints step, loss, steps/s and ETA every time it is called (from the host loop, at log steps)."""
+
+  def __init__(self, total_steps: int, first_step: int):
+    self.total, self.t0, self.s0 = total_steps, time.perf_counter(), first_step
+    self.last_t, self.last_s = self.t0, first_step
+
+  def __call__(self, step: int, metrics: dict) -> dict:
+    now = time.perf_counter()
+    rate = (step - self.last_s) / max(now - self.last_t, 1e-9)
+    overall = (step - self.s0) / max(now - self.t0, 1e-9)
+    eta = (self.total - step) / max(overall, 1e-9)
+    self.last_t, self.last_s = now, step
+    if jax.process_index() == 0:
+      print(f"step {step}/{self.total}  loss {float(metrics.get('loss', np.nan)):.5f}  "
+            f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+    return {"steps_per_sec": rate}
+
+
+def write_json(path: str, obj) -> None:
+  """Writes `obj` as indented JSON atomically (a reader never sees half a file)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
