@@ -6,6 +6,9 @@ flag override of a key that does not exist fails at once (`--config.train.stpes=
 values before any work starts and names the key and what it may be.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 STAGES = ("tokenizer",)
@@ -159,3 +162,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
       FSQ(c.quantizer.levels, c.quantizer.eps)
     except ValueError as e:
       raise ValueError(f"Invalid config value quantizer.levels={tuple(c.quantizer.levels)!r}: {e}") from e
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`path/to/config.py[:variant]` -> its get_config(variant), as `--config=` would load it (for notebooks)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Config file {path} does not exist.")
+  module_spec = importlib.util.spec_from_file_location("vqgen_config_file", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)

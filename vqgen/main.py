@@ -50,5 +50,10 @@ def main(argv):
                                         for k, v in sorted(results.items())), flush=True)
 
 
-if __name__ == "__main__":
+def cli():
+  """Console-script entry point (`vqgen --config=... --workdir=...`)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

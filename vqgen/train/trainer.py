@@ -17,7 +17,7 @@ from flax import nnx
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.optim import build_optimizer, learning_rate_schedule
-from vqgen.train.state import ModelSpec, TrainState, create_train_state
+from vqgen.train.state import ModelSpec, TrainState, create_train_state, state_shardings
 from vqgen.train.writers import Progress, create_writer
 
 
@@ -138,3 +138,19 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   writer.flush()
   ckpt.close()
   return results
+
+
+def restore_model(config, workdir: str, stage: Stage, mesh=None) -> nnx.Module:
+  """The trained model of a workdir (EMA parameters when kept), from its newest readable checkpoint."""
+  mesh = mesh or sharding_lib.make_mesh(devices=jax.devices()[:1])
+  spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
+  tx = build_optimizer(config.optimizer, config.train.steps)
+  abstract = jax.eval_shape(lambda: create_train_state(spec, tx, jax.random.key(0),
+                                                       config.optimizer.ema_decay > 0)[0])
+  ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"))
+  state, step = ckpt.restore(abstract_with_shardings(abstract, state_shardings(spec, abstract)))
+  ckpt.close()
+  if state is None:
+    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: train first (python -m vqgen.main ...).")
+  params = state.ema_params if state.ema_params is not None else state.params
+  return spec.merge(params, state.rest)
