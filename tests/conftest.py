@@ -37,6 +37,12 @@ def tiny_config(**overrides):
   return c
 
 
+# The same tiny settings as command-line overrides (for runs through vqgen.main).
+TINY_FLAGS = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "--config.model.norm_groups=4",
+              "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
+              "--config.train.log_every=1", "--config.optimizer.warmup_steps=1"]
+
+
 @pytest.fixture
 def tiny():
   return tiny_config

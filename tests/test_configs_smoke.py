@@ -6,13 +6,11 @@ import os
 
 import pytest
 
+from conftest import TINY_FLAGS
 from test_config import CONFIG_FILES, ROOT, load
 from vqgen.main import run
 
-TINY = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "--config.model.norm_groups=4",
-        "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
-        "--config.train.steps=2", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
-        "--config.optimizer.warmup_steps=1"]
+TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=2"]
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, ROOT))

@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
+from conftest import TINY_FLAGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "--config.model.norm_groups=4",
-        "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
-        "--config.train.steps=3", "--config.train.log_every=1", "--config.train.checkpoint_every=3",
-        "--config.optimizer.warmup_steps=1"]
+TINY = [*TINY_FLAGS, "--config.train.steps=3", "--config.train.checkpoint_every=3"]
 
 
 def free_port() -> int:
