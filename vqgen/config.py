@@ -69,6 +69,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 3
   c.train.num_grid_images = 16
+  c.train.profile = False         # True: a profiler trace of 5 steps from step 10 into workdir/profile
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1    # -1: all devices not used by the other axes

@@ -18,7 +18,7 @@ from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.optim import build_optimizer, learning_rate_schedule
 from vqgen.train.state import ModelSpec, TrainState, create_train_state, state_shardings
-from vqgen.train.writers import Progress, create_writer
+from vqgen.train.writers import Progress, create_writer, periodic_actions
 
 
 class Stage(Protocol):
@@ -113,17 +113,20 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   writer = create_writer(workdir)
   first = int(jax.device_get(state.step))
   progress = Progress(c.train.steps, first)
+  actions = periodic_actions(c.train.steps, c.train.log_every, workdir, writer, c.train.profile)
   pending = []
   try:
     for step in range(first + 1, c.train.steps + 1):
       batch = sharding_lib.global_batch(next(data_iter), mesh)
       state, metrics = train_step(state, batch, step_rng)
       pending.append(metrics)
+      for action in actions:
+        action(step)
       if step % c.train.log_every == 0 or step == c.train.steps:
         _check_finite(state, ckpt)
         summary = jax.tree.map(lambda *xs: sum(float(x) for x in xs) / len(xs), *jax.device_get(pending))
         summary["learning_rate"] = float(schedule(step))
-        summary.update(progress(step, summary))
+        progress(step, summary)
         writer.write_scalars(step, summary)
         pending = []
       if step % c.train.checkpoint_every == 0 or step == c.train.steps:

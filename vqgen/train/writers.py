@@ -30,6 +30,9 @@ class JsonlWriter:
   def write_hparams(self, hparams):
     del hparams
 
+  def write_texts(self, step, texts):
+    del step, texts
+
   def flush(self):
     pass
 
@@ -80,7 +83,7 @@ class Progress:
     self.total, self.t0, self.s0 = total_steps, time.perf_counter(), first_step
     self.last_t, self.last_s = self.t0, first_step
 
-  def __call__(self, step: int, metrics: dict) -> dict:
+  def __call__(self, step: int, metrics: dict) -> None:
     now = time.perf_counter()
     rate = (step - self.last_s) / max(now - self.last_t, 1e-9)
     overall = (step - self.s0) / max(now - self.t0, 1e-9)
@@ -89,7 +92,6 @@ class Progress:
     if jax.process_index() == 0:
       print(f"step {step}/{self.total}  loss {float(metrics.get('loss', np.nan)):.5f}  "
             f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
-    return {"steps_per_sec": rate}
 
 
 def write_json(path: str, obj) -> None:
@@ -98,3 +100,21 @@ def write_json(path: str, obj) -> None:
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def periodic_actions(num_steps: int, log_every: int, workdir: str, writer, profile: bool) -> list:
+  """clu's ReportProgress (steps/s to TensorBoard) and, when asked, a profiler trace around step 10.
+
+  Empty without clu (the Progress printer above still reports). Call each action as `action(step)` every step.
+  """
+  try:
+    from clu import periodic_actions as pa  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return []
+  actions = []
+  if jax.process_index() == 0:
+    actions.append(pa.ReportProgress(num_train_steps=num_steps, writer=writer, every_steps=log_every,
+                                     every_secs=None))
+  if profile:
+    actions.append(pa.Profile(logdir=os.path.join(workdir, "profile"), num_profile_steps=5, first_profile=10))
+  return actions
