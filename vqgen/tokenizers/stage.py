@@ -11,6 +11,7 @@ from vqgen import images as images_lib
 from vqgen.evaluation.reconstruction import evaluate_tokenizer
 from vqgen.tokenizers.losses import tokenizer_losses
 from vqgen.tokenizers.tokenizer import build_tokenizer
+from vqgen.train import sharding as sharding_lib
 from vqgen.train import writers
 
 
@@ -43,7 +44,7 @@ class TokenizerStage:
     """Reconstruction metrics over the eval split; writes reconstructions.png and metrics.json."""
     c = self.config
     model = make_model()
-    local_bs = c.data.eval_batch_size // jax.process_count()
+    local_bs = sharding_lib.per_process_batch_size(c.data.eval_batch_size, mesh)
     source = data_lib.make_source(c.data.name, c.data.eval_split, c.data.data_dir)
     batches = data_lib.eval_batches(source, batch_size=local_bs, image_size=c.data.image_size,
                                     process_index=jax.process_index(), process_count=jax.process_count(),
