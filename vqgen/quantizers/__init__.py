@@ -2,8 +2,9 @@
 
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics, code_histogram, usage_and_perplexity
 from vqgen.quantizers.fsq import FSQ, RECOMMENDED_LEVELS
+from vqgen.quantizers.vq import VQ, kmeans, rotation_trick
 
-QUANTIZERS = {"fsq": FSQ}
+QUANTIZERS = {"fsq": FSQ, "vq": VQ}
 
 
 def build_quantizer(name: str, **kwargs):
@@ -12,5 +13,5 @@ def build_quantizer(name: str, **kwargs):
   return QUANTIZERS[name](**kwargs)
 
 
-__all__ = ["FSQ", "QuantizerOutput", "RECOMMENDED_LEVELS", "build_quantizer", "batch_metrics",
+__all__ = ["FSQ", "VQ", "kmeans", "rotation_trick", "QuantizerOutput", "RECOMMENDED_LEVELS", "build_quantizer", "batch_metrics",
            "code_histogram", "usage_and_perplexity"]

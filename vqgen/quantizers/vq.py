@@ -1,0 +1,247 @@
+"""Vector quantization with a learned codebook (VQ-VAE, van den Oord et al. 2017) and its modern fixes.
+
+Nearest code by squared distance, argmin_k ||z - c_k||^2 (never through a sqrt). Losses (VQ-VAE eq. 3, with both
+weights named; taming's "legacy" form swaps which term beta multiplies):
+
+  codebook   = codebook_weight   * mean ||sg(z) - q||^2     (only when the codebook learns by gradient)
+  commitment = commitment_weight * mean ||z - sg(q)||^2     (beta = 0.25)
+
+Options, each opt-in and named after its paper:
+  gradient   'ste'      straight-through, z + sg(q - z)
+             'rotation' rotation trick (Fifty et al. 2024, arXiv 2410.06424): sg(|q|/|z|) R z with the rotation R
+                        taking z's direction onto q's; forward value exactly q, STE where |z| ~ 0
+             'gumbel'   Gumbel-softmax over -distances / temperature, hard one-hot forward (train); argmin in eval
+             'ibq'      Index Backpropagation Quantization (Shi et al. 2024): straight-through over the categorical,
+                        onehot - sg(softmax(l)) + softmax(l) with dot-product logits l, so every code gets gradient
+  learning   'gradient' the codebook is a parameter
+             'ema'      exponential moving averages of counts and sums (VQ-VAE appendix; decay 0.99, Laplace eps)
+  cosine     l2-normalised z and codes (ViT-VQGAN), distances become -2 cos + 2
+  codebook_dim  a low-dimensional lookup space with linear in/out projections (factorized codes, ViT-VQGAN)
+  kmeans_init   the codebook becomes k-means centroids of the first training batch
+  dead_code_threshold  codes whose EMA count falls below threshold * (tokens per batch / K) are replaced by random
+                batch vectors and their EMA statistics reset (needs learning='ema')
+  simvq      SimVQ (Zhu et al. 2024): a frozen random codebook C and a learned linear map W; codes = C W
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vqgen.quantizers.base import QuantizerOutput, batch_metrics
+
+GRADIENTS = ("ste", "rotation", "gumbel", "ibq")
+LEARNING = ("gradient", "ema")
+
+
+class CodebookStat(nnx.Variable):
+  """Codebook statistics updated in the forward pass (EMA counts and sums, init flags); never optimized."""
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), eps * eps))
+
+
+def squared_distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
+  """||x_n - c_k||^2 = ||x||^2 - 2 x.c + ||c||^2, [N, d] x [K, d] -> [N, K], float32."""
+  return (jnp.sum(jnp.square(x), -1, keepdims=True) - 2.0 * x @ codebook.T
+          + jnp.sum(jnp.square(codebook), -1)[None, :])
+
+
+def rotation_trick(z: jax.Array, q: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Rotation-trick estimator (arXiv 2410.06424, eq. 4): forward value q, gradient sg(|q|/|z|) R^T g.
+
+  With u = z/|z|, qh = q/|q|, w = sg(normalize(u + qh)):  R z = z - 2 (z.w) w + 2 (z.sg(u)) sg(qh).
+  R is a rotation taking u onto qh, treated as a constant; vectors with |z| or |q| below eps fall back to STE.
+  """
+  z_norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
+  q_norm = jnp.linalg.norm(q, axis=-1, keepdims=True)
+  u = jax.lax.stop_gradient(z / jnp.maximum(z_norm, eps))
+  qh = jax.lax.stop_gradient(q / jnp.maximum(q_norm, eps))
+  w = jax.lax.stop_gradient(l2_normalize(u + qh))
+  rz = z - 2.0 * jnp.sum(z * w, -1, keepdims=True) * w + 2.0 * jnp.sum(z * u, -1, keepdims=True) * qh
+  rotated = jax.lax.stop_gradient(q_norm / jnp.maximum(z_norm, eps)) * rz
+  ste = z + jax.lax.stop_gradient(q - z)
+  degenerate = (z_norm < eps) | (q_norm < eps)
+  estimator = jnp.where(degenerate, ste, rotated)
+  # Forward value is q bit for bit: (e - sg(e)) is exactly zero, and the gradient flows through e.
+  return estimator - jax.lax.stop_gradient(estimator) + jax.lax.stop_gradient(q)
+
+
+def kmeans(x: jax.Array, k: int, iters: int, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Lloyd's k-means on x [N, d], seeded by k-means++ (Arthur & Vassilvitskii 2007); empty clusters keep their
+  centroid. Returns (centroids [k, d], counts [k]).
+  """
+  first_key, seed_key = jax.random.split(key)
+  first = x[jax.random.randint(first_key, (), 0, x.shape[0])]
+  centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+  min_dist = jnp.sum(jnp.square(x - first), -1)
+
+  def seed(i, carry):  # k-means++: the next centre is x_n with probability proportional to D(x_n)^2
+    centroids, min_dist = carry
+    pick = jax.random.categorical(jax.random.fold_in(seed_key, i), jnp.log(jnp.maximum(min_dist, 1e-30)))
+    centroids = centroids.at[i].set(x[pick])
+    return centroids, jnp.minimum(min_dist, jnp.sum(jnp.square(x - x[pick]), -1))
+
+  centroids, _ = jax.lax.fori_loop(1, k, seed, (centroids, min_dist))
+
+  def step(centroids, _):
+    assign = jnp.argmin(squared_distances(x, centroids), -1)
+    onehot = jax.nn.one_hot(assign, k, dtype=x.dtype)
+    counts = onehot.sum(0)
+    sums = onehot.T @ x
+    new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centroids)
+    return new, counts
+
+  centroids, counts = jax.lax.scan(step, centroids, None, length=iters)
+  return centroids, counts[-1]
+
+
+class VQ(nnx.Module):
+  """Nearest-neighbour vector quantizer over the last axis (size `dim`) of z."""
+
+  def __init__(self, dim: int, codebook_size: int, *, codebook_dim: int | None = None,
+               commitment_weight: float = 0.25, codebook_weight: float = 1.0, gradient: str = "ste",
+               learning: str = "gradient", decay: float = 0.99, eps: float = 1e-5, cosine: bool = False,
+               kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0,
+               simvq: bool = False, gumbel_temperature: float = 1.0, rngs: nnx.Rngs):
+    if dim < 1 or codebook_size < 2:
+      raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
+    if codebook_size >= 2**31:
+      raise ValueError(f"VQ codebook_size {codebook_size} exceeds the int32 index range.")
+    if gradient not in GRADIENTS:
+      raise ValueError(f"VQ gradient must be one of {GRADIENTS}, got {gradient!r}.")
+    if learning not in LEARNING:
+      raise ValueError(f"VQ learning must be one of {LEARNING}, got {learning!r}.")
+    if learning == "ema" and (simvq or gradient == "ibq"):
+      raise ValueError("learning='ema' moves codes by running averages; SimVQ and IBQ learn the codebook by "
+                       "gradient: use learning='gradient' with them.")
+    if not 0.0 < decay < 1.0:
+      raise ValueError(f"VQ EMA decay must be in (0, 1), got {decay}.")
+    if dead_code_threshold < 0.0:
+      raise ValueError(f"dead_code_threshold must be >= 0, got {dead_code_threshold}.")
+    if dead_code_threshold > 0.0 and learning != "ema":
+      raise ValueError("dead_code_threshold needs learning='ema' (the restart rewrites codes and their EMA "
+                       "statistics outside the optimizer).")
+    if dead_code_threshold >= 1.0:
+      raise ValueError(f"dead_code_threshold={dead_code_threshold} is relative to the average count per code "
+                       "(tokens per batch / K); counts sum to the tokens, so at >= 1 some code is always below "
+                       "it and restarts never stop. Use a value in (0, 1), e.g. 0.1.")
+    if kmeans_init and simvq:
+      raise ValueError("kmeans_init does not apply to SimVQ, whose codebook basis is frozen random.")
+    if gumbel_temperature <= 0:
+      raise ValueError(f"gumbel_temperature must be > 0, got {gumbel_temperature}.")
+    self.dim, self.codebook_size = dim, codebook_size
+    self.codebook_dim = codebook_dim or dim
+    self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
+    self.gradient, self.learning, self.decay, self.eps = gradient, learning, decay, eps
+    self.cosine, self.kmeans_init, self.kmeans_iters = cosine, kmeans_init, kmeans_iters
+    self.dead_code_threshold, self.simvq, self.gumbel_temperature = dead_code_threshold, simvq, gumbel_temperature
+    d, k = self.codebook_dim, codebook_size
+    if self.codebook_dim != dim:
+      self.project_in = nnx.Linear(dim, d, rngs=rngs)
+      self.project_out = nnx.Linear(d, dim, rngs=rngs)
+    else:
+      self.project_in = self.project_out = None
+    init = jax.random.normal(rngs.params(), (k, d)) * (1.0 if simvq else 1.0 / math.sqrt(d))
+    if simvq:
+      self.frozen_codebook = CodebookStat(init)
+      self.codebook_map = nnx.Linear(d, d, use_bias=False, rngs=rngs)
+    elif learning == "ema":
+      self.codebook = CodebookStat(init)
+      self.ema_count = CodebookStat(jnp.ones((k,)))
+      self.ema_sum = CodebookStat(init)
+    else:
+      self.codebook = nnx.Param(init)
+    self.initialized = CodebookStat(jnp.array(not kmeans_init))
+    self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init) else None
+
+  def codes(self) -> jax.Array:
+    """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
+    c = self.codebook_map(self.frozen_codebook.value) if self.simvq else self.codebook.value
+    return l2_normalize(c) if self.cosine else c
+
+  def indices_to_codes(self, indices: jax.Array) -> jax.Array:
+    """Int indices [...] -> codes [..., dim] in the input space (after the out-projection)."""
+    q = jnp.take(self.codes(), indices.astype(jnp.int32), axis=0)
+    return self.project_out(q) if self.project_out is not None else q
+
+  def codes_to_indices(self, codes: jax.Array) -> jax.Array:
+    """Codes [..., dim] as `indices_to_codes` returns them -> int32 indices [...] of the nearest such code."""
+    table = self.indices_to_codes(jnp.arange(self.codebook_size))
+    flat = codes.astype(jnp.float32).reshape(-1, self.dim)
+    return jnp.argmin(squared_distances(flat, table), -1).reshape(codes.shape[:-1]).astype(jnp.int32)
+
+  def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
+    if z.shape[-1] != self.dim:
+      raise ValueError(f"VQ(dim={self.dim}) expects {self.dim} channels last, got shape {z.shape}.")
+    shape = z.shape[:-1]
+    x = z.astype(jnp.float32)
+    if self.project_in is not None:
+      x = self.project_in(x)
+    x = (l2_normalize(x) if self.cosine else x).reshape(-1, self.codebook_dim)
+    if train and self.kmeans_init:
+      self._kmeans_init(jax.lax.stop_gradient(x))
+    codes = self.codes()
+    distances = squared_distances(x, codes)
+    indices = jnp.argmin(distances, -1).astype(jnp.int32)
+    q = jnp.take(codes, indices, axis=0)
+    losses = {"commitment": self.commitment_weight * jnp.mean(jnp.square(x - jax.lax.stop_gradient(q)))}
+    if self.learning == "gradient" and self.gradient != "gumbel":
+      losses["codebook"] = self.codebook_weight * jnp.mean(jnp.square(jax.lax.stop_gradient(x) - q))
+    quantized = self._estimator(x, q, codes, distances, indices, train)
+    if train and self.learning == "ema":
+      self._ema_update(jax.lax.stop_gradient(x), indices)
+    if self.project_out is not None:
+      quantized = self.project_out(quantized)
+    indices = indices.reshape(shape)
+    return QuantizerOutput(quantized.reshape(shape + (self.dim,)), indices, losses,
+                           batch_metrics(indices, self.codebook_size))
+
+  def _estimator(self, x, q, codes, distances, indices, train):
+    if self.gradient == "rotation":
+      return rotation_trick(x, q)
+    if self.gradient == "ibq":
+      probs = jax.nn.softmax(x @ codes.T, -1)
+      onehot = jax.nn.one_hot(indices, self.codebook_size, dtype=probs.dtype)
+      return (onehot - jax.lax.stop_gradient(probs) + probs) @ codes
+    if self.gradient == "gumbel" and train:
+      logits = -distances / self.gumbel_temperature
+      soft = jax.nn.softmax(logits + jax.random.gumbel(self.rngs(), logits.shape), -1)
+      hard = jax.nn.one_hot(jnp.argmax(soft, -1), self.codebook_size, dtype=soft.dtype)
+      return (hard - jax.lax.stop_gradient(soft) + soft) @ codes
+    return x + jax.lax.stop_gradient(q - x)
+
+  def _kmeans_init(self, x):
+    """Replaces the codebook by k-means centroids of this batch, once (then `initialized` is set)."""
+    done = self.initialized.value
+    centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.rngs())
+    self.codebook.value = jnp.where(done, self.codebook.value, centroids)
+    if self.learning == "ema":
+      self.ema_sum.value = jnp.where(done, self.ema_sum.value, centroids * jnp.maximum(counts, 1.0)[:, None])
+      self.ema_count.value = jnp.where(done, self.ema_count.value, jnp.maximum(counts, 1.0))
+    self.initialized.value = jnp.array(True)
+
+  def _ema_update(self, x, indices):
+    """VQ-VAE appendix A.1: N_k <- g N_k + (1-g) n_k;  m_k <- g m_k + (1-g) sum_{i:k} x_i;  e_k = m_k / N~_k.
+
+    N~ is Laplace-smoothed: (N_k + eps) / (sum N + K eps) * sum N. Then dead codes (count below
+    threshold * tokens / K) are restarted at random batch vectors with their statistics reset.
+    """
+    k, g = self.codebook_size, self.decay
+    onehot = jax.nn.one_hot(indices, k, dtype=jnp.float32)
+    count = g * self.ema_count.value + (1 - g) * onehot.sum(0)
+    total = g * self.ema_sum.value + (1 - g) * (onehot.T @ x)
+    n = count.sum()
+    smoothed = (count + self.eps) / (n + k * self.eps) * n
+    codebook = total / smoothed[:, None]
+    if self.dead_code_threshold > 0:
+      expected = x.shape[0] / k
+      dead = count < self.dead_code_threshold * expected
+      picks = x[jax.random.randint(self.rngs(), (k,), 0, x.shape[0])]
+      codebook = jnp.where(dead[:, None], picks, codebook)
+      # Reset: the restarted code starts with one expected batch count at its new position.
+      count = jnp.where(dead, expected, count)
+      total = jnp.where(dead[:, None], picks * expected, total)
+    self.ema_count.value, self.ema_sum.value, self.codebook.value = count, total, codebook
