@@ -1,10 +1,13 @@
 """Quantizers: one file per family. `build_quantizer(name, **kwargs)` maps config names to modules."""
 
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics, code_histogram, usage_and_perplexity
+from vqgen.quantizers.bsq import BSQ
+from vqgen.quantizers.entropy import entropy_loss
 from vqgen.quantizers.fsq import FSQ, RECOMMENDED_LEVELS
+from vqgen.quantizers.lfq import LFQ
 from vqgen.quantizers.vq import VQ, kmeans, rotation_trick
 
-QUANTIZERS = {"fsq": FSQ, "vq": VQ}
+QUANTIZERS = {"fsq": FSQ, "vq": VQ, "lfq": LFQ, "bsq": BSQ}
 
 
 def build_quantizer(name: str, **kwargs):
@@ -13,5 +16,5 @@ def build_quantizer(name: str, **kwargs):
   return QUANTIZERS[name](**kwargs)
 
 
-__all__ = ["FSQ", "VQ", "kmeans", "rotation_trick", "QuantizerOutput", "RECOMMENDED_LEVELS", "build_quantizer", "batch_metrics",
+__all__ = ["BSQ", "FSQ", "LFQ", "VQ", "entropy_loss", "kmeans", "rotation_trick", "QuantizerOutput", "RECOMMENDED_LEVELS", "build_quantizer", "batch_metrics",
            "code_histogram", "usage_and_perplexity"]
