@@ -36,3 +36,28 @@ def usage_and_perplexity(counts: jax.Array) -> tuple[jax.Array, jax.Array]:
 def batch_metrics(indices: jax.Array, codebook_size: int) -> dict:
   usage, perplexity = usage_and_perplexity(code_histogram(indices, codebook_size))
   return {"usage": usage, "perplexity": perplexity}
+
+
+def build_level(name: str, kwargs: dict, rngs):
+  """One level of a composite quantizer by registry name (FSQ takes no rngs)."""
+  from vqgen.quantizers import build_quantizer  # pylint: disable=import-outside-toplevel  (registry cycle)
+  if name == "fsq":
+    return build_quantizer(name, **kwargs)
+  return build_quantizer(name, **kwargs, rngs=rngs)
+
+
+def sum_losses(outputs) -> dict:
+  """Adds the levels' losses by name."""
+  losses = {}
+  for out in outputs:
+    for name, value in out.losses.items():
+      losses[name] = losses.get(name, 0.0) + value
+  return losses
+
+
+def level_metrics(indices, codebook_size, axis_name) -> dict:
+  """Usage and perplexity per level, averaged, plus those of level 0."""
+  per = [batch_metrics(indices[..., i], codebook_size) for i in range(indices.shape[-1])]
+  out = {k: jnp.mean(jnp.stack([m[k] for m in per])) for k in per[0]}
+  out.update({f"{k}_{axis_name}0": v for k, v in per[0].items()})
+  return out

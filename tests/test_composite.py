@@ -1,0 +1,94 @@
+"""Residual and Grouped quantizers: error falls with depth, dropout keeps indices valid, round trips."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from vqgen.quantizers import FSQ, Grouped, Residual
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("fsq", {"levels": (5, 5, 5)}),
+    ("vq", {"dim": 3, "codebook_size": 64, "kmeans_init": True}),
+])
+def test_residual_error_decreases_with_depth(name, kwargs):
+  z = jax.random.normal(jax.random.key(0), (512, 3)) * 0.5
+  errors = []
+  for depth in (1, 2, 4):
+    q = Residual(name, depth, rngs=nnx.Rngs(0), **kwargs)
+    out = q(z, train=name == "vq")  # VQ: k-means init on the first (training) call
+    if name == "vq":
+      out = q(z, train=False)
+    assert out.indices.shape == (512, depth) and out.indices.dtype == jnp.int32
+    errors.append(float(jnp.mean(jnp.square(out.quantized - z))))
+    np.testing.assert_allclose(np.asarray(q.indices_to_codes(out.indices)), np.asarray(out.quantized), atol=1e-5)
+  assert errors[0] > errors[1] > errors[2], errors
+
+
+def test_residual_fsq_scales_and_round_trip():
+  q = Residual("fsq", 3, levels=(5, 5))
+  np.testing.assert_allclose(np.asarray(q.scale(2)), [1 / 16, 1 / 16])
+  indices = jax.random.randint(jax.random.key(1), (100, 3), 0, 25)
+  codes = q.indices_to_codes(indices)
+  np.testing.assert_allclose(np.asarray(q.indices_to_codes(q.codes_to_indices(codes))), np.asarray(codes),
+                             atol=1e-6)
+
+
+def test_residual_commitment_on_cumulative_sums():
+  q = Residual("vq", 2, dim=4, codebook_size=16, rngs=nnx.Rngs(0))
+  z = jax.random.normal(jax.random.key(2), (64, 4))
+  out = q(z)
+  c1 = q.levels[0].indices_to_codes(out.indices[:, 0])
+  c2 = c1 + q.levels[1].indices_to_codes(out.indices[:, 1])
+  expected = 0.25 * (jnp.mean(jnp.square(z - c1)) + jnp.mean(jnp.square(z - c2)))
+  np.testing.assert_allclose(float(out.losses["commitment"]), float(expected), rtol=1e-5)
+  assert "codebook" in out.losses
+
+
+def test_quantizer_dropout_keeps_shapes_and_valid_indices():
+  q = Residual("fsq", 4, levels=(8, 5, 5, 5), quantizer_dropout=0.9, rngs=nnx.Rngs(3))
+  z = jax.random.normal(jax.random.key(4), (256, 4))
+  full = q(z, train=False)
+  dropped = q(z, train=True)
+  assert dropped.quantized.shape == z.shape and dropped.indices.shape == (256, 4)
+  assert int(dropped.indices.min()) >= 0 and int(dropped.indices.max()) < 1000
+  np.testing.assert_array_equal(np.asarray(dropped.indices), np.asarray(full.indices))
+  # Each example's output is the cumulative sum up to some depth n in 1..4.
+  partial = [sum(q.levels[d].indices_to_codes(full.indices[:, d]) * q.scale(d) for d in range(n))
+             for n in range(1, 5)]
+  match = np.stack([np.all(np.isclose(np.asarray(dropped.quantized), np.asarray(p), atol=1e-6), -1)
+                    for p in partial], -1)
+  assert match.any(-1).all()
+  assert match[:, :3].any(-1).mean() > 0.5  # most examples were truncated at p = 0.9
+
+
+def test_shared_codebook_is_one_module():
+  q = Residual("vq", 3, dim=4, codebook_size=8, shared_codebook=True, rngs=nnx.Rngs(0))
+  params = nnx.state(q, nnx.Param)
+  assert sum(x.size for x in jax.tree.leaves(params)) == 8 * 4
+
+
+def test_grouped_splits_channels():
+  q = Grouped("fsq", 2, 6, levels=(8, 6, 5))
+  z = jax.random.normal(jax.random.key(5), (10, 6))
+  out = q(z)
+  assert out.indices.shape == (10, 2)
+  single = FSQ((8, 6, 5))
+  np.testing.assert_array_equal(np.asarray(out.indices[:, 1]), np.asarray(single(z[:, 3:]).indices))
+  np.testing.assert_array_equal(np.asarray(q.codes_to_indices(q.indices_to_codes(out.indices))),
+                                np.asarray(out.indices))
+  v = Grouped("vq", 4, 16, codebook_size=32, rngs=nnx.Rngs(0))
+  assert v(jnp.ones((3, 16))).indices.shape == (3, 4)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: Grouped("vq", 3, 16, codebook_size=8, rngs=nnx.Rngs(0)), "must divide"),
+    (lambda: Grouped("fsq", 2, 6, levels=(8, 5)), "takes 2"),
+    (lambda: Residual("fsq", 2, levels=(5,), shared_codebook=True), "no learned codebook"),
+    (lambda: Residual("fsq", 2, levels=(5,), quantizer_dropout=0.5), "pass rngs"),
+])
+def test_impossible_composites(build, message):
+  with pytest.raises(ValueError, match=message):
+    build()
