@@ -50,7 +50,7 @@ def test_unknown_variant_key_names_it():
 
 @pytest.mark.parametrize("key, value, message", [
     ("quantizer.name", "vq9", "quantizer.name='vq9'.*one of"),
-    ("quantizer.levels", (8, 1), "quantizer.levels"),
+    ("quantizer.levels", (8, 1), "quantizer=.*levels must all be >= 2"),
     ("loss.reconstruction", "l3", "loss.reconstruction"),
     ("data.batch_size", 0, "data.batch_size"),
     ("optimizer.warmup_steps", 10**9, "optimizer.warmup_steps"),

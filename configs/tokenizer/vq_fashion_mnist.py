@@ -1,0 +1,30 @@
+"""VQ tokenizer on Fashion-MNIST with the modern codebook-learning options as variants.
+
+  python -m vqgen.main --config=configs/tokenizer/vq_fashion_mnist.py --workdir=runs/vq
+  ...vq_fashion_mnist.py:gradient=rotation,codebook_size=4096       rotation trick, larger codebook
+  ...vq_fashion_mnist.py:learning=ema,dead_code_threshold=0.1      EMA codebook with dead-code restarts
+  ...vq_fashion_mnist.py:simvq=true                                SimVQ (frozen basis, learned map)
+  ...vq_fashion_mnist.py:gradient=ibq                              IBQ
+Defaults: 1024 codes, 32-channel latents looked up in an 8-dim l2-normalised space (ViT-VQGAN), k-means init.
+"""
+
+from vqgen import config as config_lib
+
+
+def get_config(arg: str | None = None):
+  c = config_lib.tokenizer_config()
+  c.quantizer = config_lib.quantizer_config("vq", dim=32, codebook_size=1024, codebook_dim=8, cosine=True,
+                                            kmeans_init=True)
+  config_lib.parse_variant(arg, c, {
+      "codebook_size": ("quantizer.codebook_size", int),
+      "gradient": ("quantizer.gradient", str),
+      "learning": ("quantizer.learning", str),
+      "cosine": ("quantizer.cosine", config_lib.boolean),
+      "codebook_dim": ("quantizer.codebook_dim", int),
+      "dead_code_threshold": ("quantizer.dead_code_threshold", float),
+      "simvq": ("quantizer.simvq", config_lib.boolean),
+      "kmeans_init": ("quantizer.kmeans_init", config_lib.boolean),
+      "steps": ("train.steps", int),
+  })
+  c.lock()
+  return c
