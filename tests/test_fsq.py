@@ -105,3 +105,22 @@ def test_usage_and_perplexity_closed_form():
   np.testing.assert_allclose(float(perplexity), np.exp(-(p * np.log(p)).sum()), rtol=1e-6)
   m = batch_metrics(jnp.array([[0, 1], [1, 3]]), 4)
   assert float(m["usage"]) == 0.75
+
+
+@pytest.mark.parametrize("levels", [(8, 6, 5), (4, 2)])
+def test_symmetric_variant(levels):
+  q = FSQ(levels, symmetric=True)
+  codes = q.indices_to_codes(jnp.arange(q.codebook_size))
+  for i, l in enumerate(levels):
+    values = np.unique(np.asarray(codes[:, i]))
+    np.testing.assert_allclose(values, np.linspace(-1, 1, l), atol=1e-6)  # symmetric grid, ends at +-1
+  np.testing.assert_array_equal(np.asarray(q.codes_to_indices(codes)), np.arange(q.codebook_size))
+  z = jax.random.normal(jax.random.key(0), (50000, len(levels))) * 3
+  out = q(z)
+  assert float(out.metrics["usage"]) == 1.0  # every code reachable
+  k = np.round((np.tanh(np.asarray(z, np.float64)) * (1 - 1e-3) + 1) * (np.asarray(levels) - 1) / 2)
+  np.testing.assert_allclose(np.asarray(out.quantized), 2 * k / (np.asarray(levels) - 1) - 1, atol=1e-6)
+  # Odd levels: (L - 1) / 2 is an integer, so both variants quantize every z identically.
+  odd = jax.random.normal(jax.random.key(1), (1000, 2)) * 2
+  np.testing.assert_array_equal(np.asarray(FSQ((5, 7), symmetric=True)(odd).quantized),
+                                np.asarray(FSQ((5, 7))(odd).quantized))

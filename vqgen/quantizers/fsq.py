@@ -12,6 +12,10 @@ An index packs the level indices k_i = q_i * (L_i // 2) + L_i // 2 in mixed radi
 significant: index = sum_i k_i * basis_i, basis = cumprod([1, L_1, ..., L_{d-1}]). The codebook is implicit: all
 prod(L) codes are reachable and no auxiliary loss is needed. Quantizer math runs in float32 and index arithmetic
 in int32 whatever the input dtype (under bfloat16 a peer library lost half its codes).
+
+`symmetric=True` is the symmetric variant (arXiv 2411.19842): for even L the reference grid is lopsided
+(L = 8: -1, -0.75, ..., 0.75); here level k of L sits at code 2k/(L-1) - 1, symmetric about 0 for every L, with
+k = round((tanh(z)(1 - eps) + 1)(L - 1)/2). For odd L both variants give the same grid.
 """
 
 import math
@@ -40,7 +44,7 @@ def round_ste(x: jax.Array) -> jax.Array:
 class FSQ(nnx.Module):
   """FSQ over the last axis of z; `len(levels)` channels. No parameters."""
 
-  def __init__(self, levels: Sequence[int], eps: float = 1e-3):
+  def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False):
     levels = tuple(int(l) for l in levels)
     if not levels:
       raise ValueError("FSQ levels must name at least one channel, e.g. levels=(8, 5, 5, 5).")
@@ -53,6 +57,7 @@ class FSQ(nnx.Module):
       raise ValueError(f"FSQ eps must be in [0, 1), got {eps}.")
     self.levels = levels
     self.eps = float(eps)
+    self.symmetric = bool(symmetric)
     self.codebook_size = size
     self.dim = len(levels)
 
@@ -67,7 +72,14 @@ class FSQ(nnx.Module):
 
   @property
   def _half_width(self) -> np.ndarray:
+    """Codes per unit of level index: code = (k - center) / half_width."""
+    if self.symmetric:
+      return ((self._levels - 1) / 2).astype(np.float32)
     return (self._levels // 2).astype(np.float32)
+
+  @property
+  def _center(self) -> np.ndarray:
+    return self._half_width  # L // 2 (reference) or (L - 1) / 2 (symmetric)
 
   def bound(self, z: jax.Array) -> jax.Array:
     """f(z) = tanh(z + shift) * half - offset: maps R to (-L/2, L/2) shifted so rounding gives L values."""
@@ -79,18 +91,22 @@ class FSQ(nnx.Module):
 
   def quantize(self, z: jax.Array) -> jax.Array:
     """Codes in [-1, 1] per channel, straight-through in z."""
-    return round_ste(self.bound(z.astype(jnp.float32))) / self._half_width
+    z = z.astype(jnp.float32)
+    if self.symmetric:
+      k = round_ste((jnp.tanh(z) * (1 - self.eps) + 1) * self._half_width)
+      return (k - self._center) / self._half_width
+    return round_ste(self.bound(z)) / self._half_width
 
   def codes_to_indices(self, codes: jax.Array) -> jax.Array:
     """Codes [..., d] in [-1, 1] -> int32 indices [...]."""
     self._check_dim(codes)
-    k = jnp.round(codes.astype(jnp.float32) * self._half_width + self._half_width).astype(jnp.int32)
+    k = jnp.round(codes.astype(jnp.float32) * self._half_width + self._center).astype(jnp.int32)
     return jnp.sum(k * self._basis, axis=-1, dtype=jnp.int32)
 
   def indices_to_codes(self, indices: jax.Array) -> jax.Array:
     """Int indices [...] -> float32 codes [..., d]."""
     k = (indices.astype(jnp.int32)[..., None] // self._basis) % self._levels
-    return (k.astype(jnp.float32) - self._half_width) / self._half_width
+    return (k.astype(jnp.float32) - self._center) / self._half_width
 
   def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
     del train  # FSQ behaves the same in training and evaluation.
