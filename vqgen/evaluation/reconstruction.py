@@ -2,7 +2,8 @@
 
 PSNR = 10 log10(1 / MSE) with pixels in [0, 1] and the MSE averaged over every pixel of the split (not a mean of
 per-image PSNRs). Usage is the fraction of codes used at least once over the split; perplexity is
-exp(entropy of the split's code histogram).
+exp(entropy of the split's code histogram). Composite quantizers (residual depths, groups) have one codebook per
+level: usage and perplexity are computed per level and averaged.
 """
 
 import dm_pix
@@ -27,8 +28,13 @@ def _batch_stats(model, batch, codebook_size):
   m = mask.astype(jnp.float32)
   sq_err = jnp.sum(jnp.square(recon - images).reshape(len(images), -1).sum(-1) * m)
   ssim = jnp.sum(dm_pix.ssim(images, recon) * m)
-  token_mask = jnp.broadcast_to(m.reshape((-1,) + (1,) * (q.indices.ndim - 1)), q.indices.shape)
-  counts = jnp.bincount(q.indices.reshape(-1), weights=token_mask.reshape(-1), length=codebook_size)
+  # Tokens are [B, h, w] for single quantizers and [B, h, w, L] for composite ones (L levels).
+  indices = q.indices if q.indices.ndim == images.ndim else q.indices[..., None]
+  levels = indices.shape[-1]
+  token_mask = jnp.broadcast_to(m.reshape((-1,) + (1,) * (indices.ndim - 1)), indices.shape)
+  offset = jnp.arange(levels, dtype=jnp.int32) * codebook_size  # level l counts into row l
+  counts = jnp.bincount((indices + offset).reshape(-1), weights=token_mask.reshape(-1),
+                        length=levels * codebook_size).reshape(levels, codebook_size)
   return {"sq_err": sq_err, "ssim": ssim, "count": m.sum(), "codes": counts}, recon
 
 
@@ -52,7 +58,9 @@ def evaluate_tokenizer(model, batches, mesh, codebook_size: int):
       first = tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in (batch["image"], recon))
   totals = jax.device_get(totals)
   pixels = totals["count"] * np.prod(first[0].shape[1:])
-  usage, perplexity = usage_and_perplexity(jnp.asarray(totals["codes"]))
+  per_level = [usage_and_perplexity(jnp.asarray(c)) for c in totals["codes"]]
+  usage = np.mean([float(u) for u, _ in per_level])
+  perplexity = np.mean([float(p) for _, p in per_level])
   return {
       "test_psnr": psnr_from_mse(totals["sq_err"] / pixels),
       "test_mse": float(totals["sq_err"] / pixels),
