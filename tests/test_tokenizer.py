@@ -41,7 +41,7 @@ def test_bfloat16_compute_keeps_float32_outputs():
   images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
   recon, q = model(images)
   assert recon.dtype == jnp.float32 and q.quantized.dtype == jnp.float32 and q.indices.dtype == jnp.int32
-  assert model.encoder.conv_in.kernel.value.dtype == jnp.float32
+  assert model.encoder.conv_in.kernel[...].dtype == jnp.float32
 
 
 def test_losses_closed_form():

@@ -31,6 +31,6 @@ class BSQ(LFQ):
 
   def entropy_factor(self):
     """ramp_start -> 1 linearly over ramp_steps training calls, then 1."""
-    progress = jnp.minimum(self.calls.value / max(self.ramp_steps, 1), 1.0)
-    self.calls.value = self.calls.value + 1
+    progress = jnp.minimum(self.calls[...] / max(self.ramp_steps, 1), 1.0)
+    self.calls[...] = self.calls[...] + 1
     return self.ramp_start + (1.0 - self.ramp_start) * progress

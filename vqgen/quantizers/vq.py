@@ -159,7 +159,7 @@ class VQ(nnx.Module):
 
   def codes(self) -> jax.Array:
     """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
-    c = self.codebook_map(self.frozen_codebook.value) if self.simvq else self.codebook.value
+    c = self.codebook_map(self.frozen_codebook[...]) if self.simvq else self.codebook[...]
     return l2_normalize(c) if self.cosine else c
 
   def indices_to_codes(self, indices: jax.Array) -> jax.Array:
@@ -215,13 +215,13 @@ class VQ(nnx.Module):
 
   def _kmeans_init(self, x):
     """Replaces the codebook by k-means centroids of this batch, once (then `initialized` is set)."""
-    done = self.initialized.value
+    done = self.initialized[...]
     centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.rngs())
-    self.codebook.value = jnp.where(done, self.codebook.value, centroids)
+    self.codebook[...] = jnp.where(done, self.codebook[...], centroids)
     if self.learning == "ema":
-      self.ema_sum.value = jnp.where(done, self.ema_sum.value, centroids * jnp.maximum(counts, 1.0)[:, None])
-      self.ema_count.value = jnp.where(done, self.ema_count.value, jnp.maximum(counts, 1.0))
-    self.initialized.value = jnp.array(True)
+      self.ema_sum[...] = jnp.where(done, self.ema_sum[...], centroids * jnp.maximum(counts, 1.0)[:, None])
+      self.ema_count[...] = jnp.where(done, self.ema_count[...], jnp.maximum(counts, 1.0))
+    self.initialized[...] = jnp.array(True)
 
   def _ema_update(self, x, indices):
     """VQ-VAE appendix A.1: N_k <- g N_k + (1-g) n_k;  m_k <- g m_k + (1-g) sum_{i:k} x_i;  e_k = m_k / N~_k.
@@ -231,8 +231,8 @@ class VQ(nnx.Module):
     """
     k, g = self.codebook_size, self.decay
     onehot = jax.nn.one_hot(indices, k, dtype=jnp.float32)
-    count = g * self.ema_count.value + (1 - g) * onehot.sum(0)
-    total = g * self.ema_sum.value + (1 - g) * (onehot.T @ x)
+    count = g * self.ema_count[...] + (1 - g) * onehot.sum(0)
+    total = g * self.ema_sum[...] + (1 - g) * (onehot.T @ x)
     n = count.sum()
     smoothed = (count + self.eps) / (n + k * self.eps) * n
     codebook = total / smoothed[:, None]
@@ -244,4 +244,4 @@ class VQ(nnx.Module):
       # Reset: the restarted code starts with one expected batch count at its new position.
       count = jnp.where(dead, expected, count)
       total = jnp.where(dead[:, None], picks * expected, total)
-    self.ema_count.value, self.ema_sum.value, self.codebook.value = count, total, codebook
+    self.ema_count[...], self.ema_sum[...], self.codebook[...] = count, total, codebook

@@ -50,7 +50,7 @@ def make_train_step(spec: ModelSpec, tx: optax.GradientTransformation, loss_fn, 
     ema = state.ema_params
     if ema is not None:
       ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     ok = finite & (state.nonfinite_step < 0)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
