@@ -60,6 +60,7 @@ def run_vqgen(name, repeats):
   source, _, dim, n = CASES[name]
   model = eval(source)  # pylint: disable=eval-used
   graphdef, state = nnx.split(model)
+  state = state.to_pure_dict()  # merged into fresh Variables inside the traced loss (EMA updates mutate them)
 
   def loss(z, state):
     out = nnx.merge(graphdef, state)(z, train=True)
@@ -121,6 +122,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--only", default="")
+  parser.add_argument("--timeout", type=int, default=600, help="seconds per case and implementation")
   parser.add_argument("--case", default="", help=argparse.SUPPRESS)  # internal: one measurement per process
   parser.add_argument("--impl", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -138,13 +140,22 @@ def main():
     have_peer = False
     print("vector-quantize-pytorch not installed: measuring vqgen only (pip install -r requirements-bench.txt).")
   rate = matmul_gflops()
+  out = os.path.join(ROOT, "benchmarks", "results", "quantizers")
+  previous = {}
+  if args.only and os.path.exists(out + ".json"):  # a partial re-run keeps the other cases' rows
+    with open(out + ".json") as f:
+      previous = {r["case"]: r for r in json.load(f)["rows"]}
   rows = []
   for name in names:
     row = {"case": name}
     for impl in (["vqgen", "peer"] if have_peer else ["vqgen"]):
       cmd = [sys.executable, __file__, "--case", name, "--impl", impl, "--repeats", str(args.repeats),
              "--threads", str(args.threads)]
-      proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+      try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+      except subprocess.TimeoutExpired:
+        row[impl] = {"error": f"timed out after {args.timeout} s"}
+        continue
       lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
       row[impl] = json.loads(lines[-1][7:]) if lines else {"error": (proc.stderr or proc.stdout)[-300:]}
     _, _, dim, n = CASES[name]
@@ -153,6 +164,9 @@ def main():
       row["matmul_bound_ms"] = 2 * n * k * dim / (rate * 1e9) * 1e3
     rows.append(row)
     print(row, flush=True)
+  measured = {r["case"] for r in rows}
+  rows = [r for r in rows] + [r for c, r in previous.items() if c not in measured]
+  rows.sort(key=lambda r: list(CASES).index(r["case"]))
 
   fmt = lambda r, key: (f"{r[key]:.1f}" if key in r else r.get("error", "")[:40].replace("\n", " ")) if r else "-"
   lines = [f"# Quantizer forward+backward on this CPU ({os.cpu_count()} cores, {platform.machine()})", "",
@@ -168,7 +182,6 @@ def main():
                  f"{fmt(p, 'memory_mb')} | {bound} |")
   text = "\n".join(lines)
   print(text)
-  out = os.path.join(ROOT, "benchmarks", "results", "quantizers")
   with open(out + ".md", "w") as f:
     f.write(text + "\n")
   with open(out + ".json", "w") as f:

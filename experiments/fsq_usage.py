@@ -38,10 +38,21 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "fsq_usage"))
   parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "fsq_usage"))
+  parser.add_argument("--only", default="", help="comma-separated variant numbers (1-based) to (re)run; the "
+                      "other rows are kept from an earlier results file")
   args = parser.parse_args()
   steps = 300 if args.quick else 1500
+  only = {int(i) for i in args.only.split(",")} if args.only else set(range(1, len(VARIANTS) + 1))
+  previous = {}
+  if os.path.exists(args.out + ".json"):
+    with open(args.out + ".json") as f:
+      previous = {r["variant"]: r for r in json.load(f)}
   rows = []
-  for name, overrides in VARIANTS.items():
+  for number, (name, overrides) in enumerate(VARIANTS.items(), 1):
+    if number not in only:
+      if name in previous:
+        rows.append(previous[name])
+      continue
     c = config_lib.load_config(os.path.join(ROOT, "configs/demo.py"))
     c.train.steps = steps
     for key, value in overrides.items():
@@ -54,6 +65,8 @@ def main():
     rows.append({"variant": name, "steps": c.train.steps, "minutes": (time.perf_counter() - start) / 60,
                  **{k: results[k] for k in ("test_psnr", "codebook_usage", "codebook_perplexity")}})
     print(rows[-1], flush=True)
+    with open(args.out + ".json", "w") as f:  # written as it goes: an interrupted run keeps its rows
+      json.dump(rows, f, indent=2)
 
   lines = [f"# FSQ codebook usage on Fashion-MNIST ({'quick' if args.quick else 'full'} run)", "",
            "FSQ (8, 5, 5, 5) = 1000 codes, 7x7 codes per image, batch 128; usage and perplexity over the 10k "

@@ -184,7 +184,8 @@ class VQ(nnx.Module):
     if train and self.kmeans_init:
       self._kmeans_init(jax.lax.stop_gradient(x))
     codes = self.codes()
-    distances = squared_distances(x, codes)
+    # ||x||^2 is constant per row: argmin (and the Gumbel softmax) only need ||c||^2 - 2 x.c.
+    distances = jnp.sum(jnp.square(codes), -1)[None, :] - 2.0 * x @ codes.T
     indices = jnp.argmin(distances, -1).astype(jnp.int32)
     q = jnp.take(codes, indices, axis=0)
     losses = {"commitment": self.commitment_weight * jnp.mean(jnp.square(x - jax.lax.stop_gradient(q)))}
@@ -230,9 +231,9 @@ class VQ(nnx.Module):
     threshold * tokens / K) are restarted at random batch vectors with their statistics reset.
     """
     k, g = self.codebook_size, self.decay
-    onehot = jax.nn.one_hot(indices, k, dtype=jnp.float32)
-    count = g * self.ema_count[...] + (1 - g) * onehot.sum(0)
-    total = g * self.ema_sum[...] + (1 - g) * (onehot.T @ x)
+    # Per-code counts and sums by scatter-add: O(N d), no [N, K] one-hot.
+    count = g * self.ema_count[...] + (1 - g) * jnp.bincount(indices, length=k).astype(jnp.float32)
+    total = g * self.ema_sum[...] + (1 - g) * jax.ops.segment_sum(x, indices, num_segments=k)
     n = count.sum()
     smoothed = (count + self.eps) / (n + k * self.eps) * n
     codebook = total / smoothed[:, None]
