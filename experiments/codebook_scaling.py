@@ -54,6 +54,38 @@ PAPER = ("FSQ paper (ImageNet, MaskGIT tokenizers): VQ codebook usage falls belo
          "used). Reconstruction improves with codebook size for FSQ, while VQ saturates.")
 
 
+def write(rows, out, steps, quick):
+  """Table (md), rows (json) and the two plots (png) of the runs so far."""
+  lines = [f"# Codebook scaling on Fashion-MNIST ({'quick' if quick else 'full'} grid)", "",
+           f"Demo encoder/decoder (7x7 codes), {steps} steps at batch 128 for every run; PSNR over all 10k "
+           "test images; usage = codes used at least once on the test split. Command: "
+           f"`python experiments/codebook_scaling.py{' --quick' if quick else ''}`.", "",
+           "| quantizer | codes | test PSNR (dB) | usage | codes used | perplexity | minutes |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+  lines += [f"| {r['quantizer']} | 2^{r['bits']} | {r['test_psnr']:.2f} | {r['codebook_usage']:.1%} | "
+            f"{r['codebook_usage'] * r['codebook_size']:.0f} | {r['codebook_perplexity']:.0f} | "
+            f"{r['minutes']:.1f} |" for r in rows]
+  lines += ["", "Paper's findings for comparison: " + PAPER]
+  with open(out + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  for key, label, fname in (("codebook_usage", "codebook usage (test split)", "usage"),
+                            ("test_psnr", "test PSNR (dB)", "psnr")):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["quantizer"] for r in rows):
+      pts = [(r["bits"], r[key]) for r in rows if r["quantizer"] == name]
+      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xlabel("log2 codebook size")
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(f"{out}_{fname}.png", dpi=100)
+    plt.close(fig)
+  with open(out + ".json", "w") as f:
+    json.dump(rows, f, indent=2)
+  print("\n".join(lines), flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
@@ -82,34 +114,9 @@ def main():
                    "steps": steps, "minutes": (time.perf_counter() - start) / 60,
                    **{k: results[k] for k in ("test_psnr", "codebook_usage", "codebook_perplexity")}})
       print(rows[-1], flush=True)
-      with open(out + ".json", "w") as f:  # written as it goes: an interrupted grid keeps its rows
-        json.dump(rows, f, indent=2)
+      write(rows, out, steps, args.quick)  # after every run: an interrupted grid keeps its rows
 
-  lines = [f"# Codebook scaling on Fashion-MNIST ({'quick' if args.quick else 'full'} grid)", "",
-           f"Demo encoder/decoder (7x7 codes), {steps} steps at batch 128 for every run; PSNR over all 10k "
-           "test images; usage = codes used at least once on the test split. Command: "
-           f"`python experiments/codebook_scaling.py{' --quick' if args.quick else ''}`.", "",
-           "| quantizer | codes | test PSNR (dB) | usage | codes used | perplexity | minutes |",
-           "|---|---:|---:|---:|---:|---:|---:|"]
-  lines += [f"| {r['quantizer']} | 2^{r['bits']} | {r['test_psnr']:.2f} | {r['codebook_usage']:.1%} | "
-            f"{r['codebook_usage'] * r['codebook_size']:.0f} | {r['codebook_perplexity']:.0f} | "
-            f"{r['minutes']:.1f} |" for r in rows]
-  lines += ["", "Paper's findings for comparison: " + PAPER]
-  with open(out + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  for key, label, fname in (("codebook_usage", "codebook usage (test split)", "usage"),
-                            ("test_psnr", "test PSNR (dB)", "psnr")):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r["quantizer"] for r in rows):
-      pts = [(r["bits"], r[key]) for r in rows if r["quantizer"] == name]
-      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax.set_xlabel("log2 codebook size")
-    ax.set_ylabel(label)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(f"{out}_{fname}.png", dpi=100)
-  print("\n".join(lines))
+  write(rows, out, steps, args.quick)
 
 
 if __name__ == "__main__":

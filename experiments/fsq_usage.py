@@ -89,6 +89,7 @@ def main():
   axes[1].set_yticks([])
   fig.tight_layout()
   fig.savefig(args.out + ".png", dpi=100)
+  plt.close(fig)
   print("\n".join(lines))
 
 

@@ -72,3 +72,15 @@ def test_cli_rejects_unknown_key_before_work(tmp_path):
        "--config.train.nonexistent=1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert result.returncode != 0 and "nonexistent" in result.stderr
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_codebook_scaling_grid_configs_are_valid():
+  """Every cell of experiments/codebook_scaling.py's full grid builds a valid config."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import codebook_scaling  # pylint: disable=import-outside-toplevel
+  for name in ("vq", "vq_rotation", "vq_ema_dead", "simvq", "fsq", "lfq", "bsq"):
+    for bits in (6, 8, 10, 12, 14):
+      c = config_lib.load_config(os.path.join(ROOT, "configs/demo.py"))
+      c.quantizer = codebook_scaling.quantizer(name, bits)
+      config_lib.validate(c)
+      assert c.quantizer.name in ("vq", "fsq", "lfq", "bsq")
