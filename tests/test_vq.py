@@ -204,3 +204,19 @@ def test_gumbel_is_hard_in_training_and_argmin_in_eval():
 def test_impossible_settings_fail_at_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):
     make(**kwargs)
+
+
+def test_entropy_regulariser_matches_magvit_formula():
+  q = make(entropy_weight=1.0, entropy_temperature=0.5)
+  z = jax.random.normal(jax.random.key(10), (128, 8))
+  out = q(z, train=True)
+  codebook = np.asarray(q.codebook[...], np.float64)
+  zn = np.asarray(z, np.float64)
+  affinity = -((zn[:, None] - codebook[None]) ** 2).sum(-1) / 0.5  # -||z - c||^2 / T
+  p = np.exp(affinity - affinity.max(-1, keepdims=True))
+  p /= p.sum(-1, keepdims=True)
+  sample = -(p * np.log(p + 1e-30)).sum(-1).mean()
+  avg = p.mean(0)
+  expected = sample + (avg * np.log(avg + 1e-30)).sum()  # MAGVIT entropy_loss: sample - avg entropy
+  np.testing.assert_allclose(float(out.losses["entropy"]), expected, rtol=1e-4, atol=1e-5)
+  assert "entropy" not in q(z, train=False).losses

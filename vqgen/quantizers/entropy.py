@@ -82,6 +82,13 @@ def grouped_entropies(z: jax.Array, scale: float, group_size: int) -> tuple[jax.
   return sample_entropy, codebook_entropy
 
 
+def categorical_entropies(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(mean_n H(softmax(l_n)), H(mean_n softmax(l_n))) for explicit logits [N, K] (VQ's entropy regulariser)."""
+  p = jax.nn.softmax(logits, -1)
+  sample = jnp.mean(-jnp.sum(p * jax.nn.log_softmax(logits, -1), -1))
+  return sample, _entropy(jnp.mean(p, 0))
+
+
 def entropy_loss(z: jax.Array, *, scale: float, mode: str = "exact", group_size: int = 1,
                  sample_weight: float = 1.0, codebook_weight: float = 1.0, chunk: int = 4096):
   """sample_weight * mean_n H(p_n) - codebook_weight * H(mean_n p_n); z [N, d] float32. Also returns both."""

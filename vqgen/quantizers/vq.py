@@ -21,6 +21,8 @@ Options, each opt-in and named after its paper:
   dead_code_threshold  codes whose EMA count falls below threshold * (tokens per batch / K) are replaced by random
                 batch vectors and their EMA statistics reset (needs learning='ema')
   simvq      SimVQ (Zhu et al. 2024): a frozen random codebook C and a learned linear map W; codes = C W
+  entropy_weight  w * (mean_n H(p_n) - H(mean_n p_n)) with p_n = softmax(-||x_n - c||^2 / entropy_temperature):
+                confident assignments, evenly used codebook (the MAGVIT / LFQ regulariser on a learned codebook)
 """
 
 import math
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics
+from vqgen.quantizers.entropy import categorical_entropies
 
 GRADIENTS = ("ste", "rotation", "gumbel", "ibq")
 LEARNING = ("gradient", "ema")
@@ -105,7 +108,8 @@ class VQ(nnx.Module):
                commitment_weight: float = 0.25, codebook_weight: float = 1.0, gradient: str = "ste",
                learning: str = "gradient", decay: float = 0.99, eps: float = 1e-5, cosine: bool = False,
                kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0,
-               simvq: bool = False, gumbel_temperature: float = 1.0, rngs: nnx.Rngs):
+               simvq: bool = False, gumbel_temperature: float = 1.0, entropy_weight: float = 0.0,
+               entropy_temperature: float = 0.01, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -130,6 +134,9 @@ class VQ(nnx.Module):
                        "it and restarts never stop. Use a value in (0, 1), e.g. 0.1.")
     if kmeans_init and simvq:
       raise ValueError("kmeans_init does not apply to SimVQ, whose codebook basis is frozen random.")
+    if entropy_weight < 0 or entropy_temperature <= 0:
+      raise ValueError(f"VQ needs entropy_weight >= 0 and entropy_temperature > 0, got {entropy_weight}, "
+                       f"{entropy_temperature}.")
     if gumbel_temperature <= 0:
       raise ValueError(f"gumbel_temperature must be > 0, got {gumbel_temperature}.")
     self.dim, self.codebook_size = dim, codebook_size
@@ -138,6 +145,7 @@ class VQ(nnx.Module):
     self.gradient, self.learning, self.decay, self.eps = gradient, learning, decay, eps
     self.cosine, self.kmeans_init, self.kmeans_iters = cosine, kmeans_init, kmeans_iters
     self.dead_code_threshold, self.simvq, self.gumbel_temperature = dead_code_threshold, simvq, gumbel_temperature
+    self.entropy_weight, self.entropy_temperature = entropy_weight, entropy_temperature
     d, k = self.codebook_dim, codebook_size
     if self.codebook_dim != dim:
       self.project_in = nnx.Linear(dim, d, rngs=rngs)
@@ -191,6 +199,11 @@ class VQ(nnx.Module):
     losses = {"commitment": self.commitment_weight * jnp.mean(jnp.square(x - jax.lax.stop_gradient(q)))}
     if self.learning == "gradient" and self.gradient != "gumbel":
       losses["codebook"] = self.codebook_weight * jnp.mean(jnp.square(jax.lax.stop_gradient(x) - q))
+    metrics = {}
+    if train and self.entropy_weight:
+      sample, codebook = categorical_entropies(-distances / self.entropy_temperature)
+      losses["entropy"] = self.entropy_weight * (sample - codebook)
+      metrics = {"sample_entropy": sample, "codebook_entropy": codebook}
     quantized = self._estimator(x, q, codes, distances, indices, train)
     if train and self.learning == "ema":
       self._ema_update(jax.lax.stop_gradient(x), indices)
@@ -198,7 +211,7 @@ class VQ(nnx.Module):
       quantized = self.project_out(quantized)
     indices = indices.reshape(shape)
     return QuantizerOutput(quantized.reshape(shape + (self.dim,)), indices, losses,
-                           batch_metrics(indices, self.codebook_size))
+                           {**batch_metrics(indices, self.codebook_size), **metrics})
 
   def _estimator(self, x, q, codes, distances, indices, train):
     if self.gradient == "rotation":
