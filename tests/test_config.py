@@ -84,3 +84,11 @@ def test_codebook_scaling_grid_configs_are_valid():
       c.quantizer = codebook_scaling.quantizer(name, bits)
       config_lib.validate(c)
       assert c.quantizer.name in ("vq", "fsq", "lfq", "bsq")
+
+
+def test_optional_quantizer_arguments_are_overridable():
+  path = os.path.join(ROOT, "configs/tokenizer/lfq_fashion_mnist.py")
+  assert load(path).quantizer.dim is None
+  c = load(path, "--config.quantizer.dim=16", "--config.quantizer.entropy_mode=grouped")
+  assert c.quantizer.dim == 16 and c.quantizer.entropy_mode == "grouped"
+  config_lib.validate(c)

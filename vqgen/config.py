@@ -199,7 +199,10 @@ def quantizer_config(name: str, **kwargs) -> ml_collections.ConfigDict:
   for key, p in params.items():
     if key in ("self", "rngs") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
       continue
-    if p.default is not p.empty:
+    if p.default is None:  # an optional argument stays overridable by flag with its annotated type
+      kind = next((t for t in (int, float, str) if t.__name__ in str(p.annotation)), None)
+      c[key] = ml_collections.FieldReference(None, field_type=kind) if kind else None
+    elif p.default is not p.empty:
       c[key] = p.default
     elif key not in kwargs:
       raise ValueError(f"quantizer {name!r} needs {key}=... in quantizer_config.")
