@@ -92,6 +92,8 @@ def main():
   parser.add_argument("--bits", default="")
   parser.add_argument("--quantizers", default="vq,vq_rotation,vq_ema_dead,simvq,fsq,lfq,bsq")
   parser.add_argument("--steps", type=int, default=0)
+  parser.add_argument("--resume", action="store_true", help="keep the rows of an earlier (interrupted) run of "
+                      "the same grid and run only the missing cells")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "codebook_scaling"))
   args = parser.parse_args()
   bits_list = [int(b) for b in args.bits.split(",")] if args.bits else ([6, 10, 14] if args.quick else
@@ -100,8 +102,14 @@ def main():
   suffix = "_quick" if args.quick else ""
   out = os.path.join(ROOT, "experiments", "results", "codebook_scaling" + suffix)
   rows = []
+  if args.resume and os.path.exists(out + ".json"):
+    with open(out + ".json") as f:
+      rows = [r for r in json.load(f) if r["steps"] == steps]
+  done = {(r["quantizer"], r["bits"]) for r in rows}
   for name in args.quantizers.split(","):
     for bits in bits_list:
+      if (name, bits) in done:
+        continue
       c = config_lib.load_config(os.path.join(ROOT, "configs/demo.py"))
       c.quantizer = quantizer(name, bits)
       c.train.steps = steps

@@ -228,13 +228,24 @@ class VQ(nnx.Module):
     return x + jax.lax.stop_gradient(q - x)
 
   def _kmeans_init(self, x):
-    """Replaces the codebook by k-means centroids of this batch, once (then `initialized` is set)."""
-    done = self.initialized[...]
-    centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, self.rngs())
-    self.codebook[...] = jnp.where(done, self.codebook[...], centroids)
-    if self.learning == "ema":
-      self.ema_sum[...] = jnp.where(done, self.ema_sum[...], centroids * jnp.maximum(counts, 1.0)[:, None])
-      self.ema_count[...] = jnp.where(done, self.ema_count[...], jnp.maximum(counts, 1.0))
+    """Replaces the codebook by k-means centroids of this batch, once (then `initialized` is set).
+
+    `lax.cond` runs k-means only on the first training call; later calls pay nothing for it.
+    """
+    key = self.rngs()
+    ema = self.learning == "ema"
+    current = (self.codebook[...], self.ema_sum[...] if ema else self.codebook[...],
+               self.ema_count[...] if ema else jnp.ones((self.codebook_size,)))
+
+    def fit(_):
+      centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, key)
+      counts = jnp.maximum(counts, 1.0)
+      return centroids, centroids * counts[:, None], counts
+
+    codebook, ema_sum, ema_count = jax.lax.cond(self.initialized[...], lambda _: current, fit, None)
+    self.codebook[...] = codebook
+    if ema:
+      self.ema_sum[...], self.ema_count[...] = ema_sum, ema_count
     self.initialized[...] = jnp.array(True)
 
   def _ema_update(self, x, indices):
