@@ -13,7 +13,6 @@ import os
 import ml_collections
 
 STAGES = ("tokenizer",)
-QUANTIZERS = ("fsq", "vq", "lfq", "bsq", "residual", "grouped")
 RECONSTRUCTION = ("l1", "l2")
 PRE_QUANT_NORMS = ("none", "layernorm")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -129,7 +128,8 @@ def _one_of(c, key: str, choices):
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid key and its allowed values."""
   _one_of(c, "stage", STAGES)
-  _one_of(c, "quantizer.name", QUANTIZERS)
+  from vqgen.quantizers import QUANTIZERS  # pylint: disable=import-outside-toplevel  (the one registry)
+  _one_of(c, "quantizer.name", sorted(QUANTIZERS))
   _one_of(c, "loss.reconstruction", RECONSTRUCTION)
   _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
   _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
