@@ -161,6 +161,15 @@ def test_indices_codes_round_trip(kwargs):
   np.testing.assert_allclose(np.asarray(q.indices_to_codes(out.indices)), np.asarray(out.quantized), atol=1e-5)
 
 
+def test_simvq_initial_codes_have_the_plain_vq_scale():
+  # C ~ N(0, 1/d) and a LeCun-normal W give codes C W with E|c|^2 = 1, like plain VQ's codebook; a unit-variance C
+  # made them sqrt(d) times longer than the latents and collapsed usage (regression).
+  for kwargs in ({}, {"simvq": True}):
+    q = make(dim=64, codebook_size=4096, **kwargs)
+    mean_sq = float(jnp.mean(jnp.sum(jnp.square(q.codes()), -1)))
+    assert 0.8 < mean_sq < 1.25, (kwargs, mean_sq)
+
+
 def test_simvq_and_ibq_give_every_code_a_gradient():
   z = jax.random.normal(jax.random.key(8), (16, 8))
   for kwargs, leaf in (({"simvq": True}, ("codebook_map", "kernel")), ({"gradient": "ibq"}, ("codebook",))):
