@@ -27,6 +27,10 @@ def load(path, *overrides):
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_files_load_and_validate(path):
   c = load(path)
+  if c.stage == "prior":
+    with pytest.raises(ValueError, match="tokenizer_workdir"):  # a prior must name its tokenizer
+      config_lib.validate(c)
+    c = load(path + ":tokenizer=runs/some_tokenizer")
   config_lib.validate(c)
   assert c.is_locked
 
@@ -63,6 +67,32 @@ def test_invalid_value_names_key(key, value, message):
   section, name = key.split(".")
   c[section][name] = value
   with pytest.raises(ValueError, match=message):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("prior.name", "gpt", "prior.name='gpt'.*one of"),
+    ("network.heads", 3, "network.heads=3.*divide network.width"),
+    ("network.head", "softmax", "network.head"),
+    ("prior.mask_schedule", "cosin", "prior.mask_schedule"),
+    ("sampling.grid", "log", "sampling.grid"),
+    ("sampling.top_p", 0.0, "sampling.top_p"),
+    ("prior.class_dropout", 1.0, "prior.class_dropout"),
+])
+def test_invalid_prior_value_names_key(key, value, message):
+  c = config_lib.prior_config()
+  c.tokenizer_workdir = "runs/t"
+  section, name = key.split(".")
+  c[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    config_lib.validate(c)
+
+
+def test_guidance_needs_an_unconditional_model():
+  c = config_lib.prior_config()
+  c.tokenizer_workdir = "runs/t"
+  c.prior.class_dropout, c.sampling.guidance_scale = 0.0, 2.0
+  with pytest.raises(ValueError, match="class_dropout > 0"):
     config_lib.validate(c)
 
 

@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-STAGES = ("tokenizer",)
+STAGES = ("tokenizer", "prior")
 RECONSTRUCTION = ("l1", "l2")
 PRE_QUANT_NORMS = ("none", "layernorm")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -52,6 +52,26 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.loss.reconstruction = "l2"
   c.loss.reconstruction_weight = 1.0
 
+  add_training_sections(c, rules=(("channels_out", "fsdp"), ("channels_in", "model")))
+  return c
+
+
+# Variant keys every prior config accepts (`--config=configs/prior/maskgit_fashion_mnist.py:tokenizer=DIR,steps=500`).
+PRIOR_VARIANTS = {
+    "tokenizer": ("tokenizer_workdir", str),
+    "steps": ("train.steps", int),
+    "width": ("network.width", int),
+    "depth": ("network.depth", int),
+    "head": ("network.head", str),
+    "num_classes": ("prior.num_classes", int),
+    "guidance": ("sampling.guidance_scale", float),
+    "sampling_steps": ("sampling.steps", int),
+    "num_samples": ("sampling.num_samples", int),
+}
+
+
+def add_training_sections(c: ml_collections.ConfigDict, rules: tuple) -> None:
+  """The optimizer / train / mesh sections every stage shares (generic trainer settings)."""
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.learning_rate = 2e-3
   c.optimizer.warmup_steps = 100
@@ -75,7 +95,64 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = 1
   c.mesh.model = 1
   # Logical parameter axis -> mesh axis. Dimensions that do not divide the mesh axis stay replicated.
-  c.mesh.rules = (("channels_out", "fsdp"), ("channels_in", "model"))
+  c.mesh.rules = rules
+
+
+def prior_config() -> ml_collections.ConfigDict:
+  """Every key of a prior run (stage 2), with the defaults of class-conditional MaskGIT on Fashion-MNIST codes."""
+  c = ml_collections.ConfigDict()
+  c.stage = "prior"
+  c.seed = 0
+  c.tokenizer_workdir = ""        # the stage-1 run whose frozen tokenizer defines (and extracts) the codes
+
+  c.data = ml_collections.ConfigDict()
+  c.data.batch_size = 128         # global, in images (sequences of codes)
+  c.data.eval_batch_size = 500
+  c.data.eval_limit = 0           # 0 = the whole eval split for the validation loss
+
+  c.prior = ml_collections.ConfigDict()
+  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion
+  c.prior.num_classes = 10        # 0 = unconditional
+  c.prior.class_dropout = 0.1     # labels dropped to the null class (classifier-free guidance)
+  c.prior.label_smoothing = 0.1   # maskgit / autoregressive
+  c.prior.mask_schedule = "cosine"         # maskgit: gamma(r), see priors/schedules.py
+  c.prior.min_mask_ratio = 0.0             # maskgit
+  c.prior.diffusion_schedule = "linear"    # diffusion: alpha(t)
+  c.prior.diffusion_exponent = 2.0         # diffusion 'poly' schedule
+  c.prior.time_conditioning = False        # diffusion: adaLN on t (MD4 runs fine without)
+
+  c.network = ml_collections.ConfigDict()
+  c.network.width = 256
+  c.network.depth = 4
+  c.network.heads = 4
+  c.network.mlp_ratio = 4
+  c.network.dropout = 0.1
+  c.network.positions = "learned"         # learned | 2d
+  c.network.head = "full"                 # full | factorized | per_bit (large LFQ/BSQ vocabularies)
+  c.network.head_groups = 2               # factorized head: bit groups
+  c.network.compute_dtype = "float32"
+
+  c.sampling = ml_collections.ConfigDict()  # used by evaluation and as `vqgen.sample` defaults
+  c.sampling.num_samples = 1000           # class-balanced when class-conditional
+  c.sampling.batch_size = 250
+  c.sampling.steps = 8                    # maskgit decoding steps / diffusion steps
+  c.sampling.temperature = 1.0
+  c.sampling.top_k = 0
+  c.sampling.top_p = 1.0
+  c.sampling.choice_temperature = 4.5     # maskgit
+  c.sampling.mask_schedule = "cosine"     # maskgit decoding schedule
+  c.sampling.grid = "cosine"              # diffusion time grid: uniform | cosine
+  c.sampling.guidance_scale = 1.0         # 1 = conditional model (convention in priors/sampling.py)
+  c.sampling.guidance_schedule = "constant"
+
+  c.evaluation = ml_collections.ConfigDict()
+  c.evaluation.metrics = True             # Frechet distance / precision-recall / class accuracy of samples
+
+  add_training_sections(c, rules=(("embed", "fsdp"), ("mlp", "model"), ("heads", "model")))
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.b2 = 0.98
+  c.optimizer.weight_decay = 0.01
+  c.train.steps = 3000
   return c
 
 
@@ -125,31 +202,19 @@ def _one_of(c, key: str, choices):
   _check(value in choices, key, value, f"must be one of {list(choices)}")
 
 
-def validate(c: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first invalid key and its allowed values."""
-  _one_of(c, "stage", STAGES)
-  from vqgen.quantizers import QUANTIZERS  # pylint: disable=import-outside-toplevel  (the one registry)
-  _one_of(c, "quantizer.name", sorted(QUANTIZERS))
-  _one_of(c, "loss.reconstruction", RECONSTRUCTION)
-  _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
-  _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
-  for key in ("data.batch_size", "data.eval_batch_size", "data.image_size", "data.channels", "train.steps",
-              "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "model.channels",
-              "model.num_res_blocks", "model.norm_groups", "model.patch_size"):
+def _positive_ints(c, keys) -> None:
+  for key in keys:
     section, name = key.split(".")
     value = c[section][name]
     _check(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid key and its allowed values."""
+  _one_of(c, "stage", STAGES)
+  _positive_ints(c, ("data.batch_size", "data.eval_batch_size", "train.steps", "train.log_every",
+                     "train.checkpoint_every", "train.keep_checkpoints"))
   _check(c.data.eval_limit >= 0, "data.eval_limit", c.data.eval_limit, "must be >= 0 (0 = whole split)")
-  mults = tuple(c.model.channel_multipliers)
-  _check(len(mults) >= 1 and all(isinstance(m, int) and m >= 1 for m in mults), "model.channel_multipliers",
-         mults, "must be a non-empty tuple of positive integers")
-  factor = c.model.patch_size * 2 ** (len(mults) - 1)
-  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
-         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
-  for m in mults:
-    width = c.model.channels * m
-    _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
-           f"must divide every level's width (channels * multiplier = {width})")
   o = c.optimizer
   _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "must be > 0")
   _check(0 <= o.warmup_steps < c.train.steps, "optimizer.warmup_steps", o.warmup_steps,
@@ -166,11 +231,65 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for rule in c.mesh.rules:
     _check(len(rule) == 2 and rule[1] in ("data", "fsdp", "model", None), "mesh.rules", rule,
            "each rule must be (logical_axis, one of 'data' | 'fsdp' | 'model' | None)")
+  (_validate_tokenizer if c.stage == "tokenizer" else _validate_prior)(c)
+
+
+def _validate_tokenizer(c) -> None:
+  from vqgen.quantizers import QUANTIZERS  # pylint: disable=import-outside-toplevel  (the one registry)
+  _one_of(c, "quantizer.name", sorted(QUANTIZERS))
+  _one_of(c, "loss.reconstruction", RECONSTRUCTION)
+  _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
+  _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
+  _positive_ints(c, ("data.image_size", "data.channels", "model.channels", "model.num_res_blocks",
+                     "model.norm_groups", "model.patch_size"))
+  mults = tuple(c.model.channel_multipliers)
+  _check(len(mults) >= 1 and all(isinstance(m, int) and m >= 1 for m in mults), "model.channel_multipliers",
+         mults, "must be a non-empty tuple of positive integers")
+  factor = c.model.patch_size * 2 ** (len(mults) - 1)
+  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
+         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
+  for m in mults:
+    width = c.model.channels * m
+    _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
+           f"must divide every level's width (channels * multiplier = {width})")
   try:
     from flax import nnx  # pylint: disable=import-outside-toplevel
     nnx.eval_shape(lambda: build_quantizer_from_config(c.quantizer, nnx.Rngs(0)))
   except (ValueError, TypeError) as e:
     raise ValueError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
+
+
+def _validate_prior(c) -> None:
+  # pylint: disable=import-outside-toplevel
+  from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
+  from vqgen.priors.diffusion import GRIDS
+  _one_of(c, "prior.name", PRIORS)
+  _one_of(c, "prior.mask_schedule", schedules.MASK_SCHEDULES)
+  _one_of(c, "sampling.mask_schedule", schedules.MASK_SCHEDULES)
+  _one_of(c, "prior.diffusion_schedule", schedules.ALPHA_SCHEDULES)
+  _one_of(c, "sampling.grid", GRIDS)
+  _one_of(c, "sampling.guidance_schedule", sampling.GUIDANCE_SCHEDULES)
+  _one_of(c, "network.positions", transformer.POSITIONS)
+  _one_of(c, "network.head", heads.HEADS)
+  _one_of(c, "network.compute_dtype", COMPUTE_DTYPES)
+  _positive_ints(c, ("network.width", "network.depth", "network.heads", "network.mlp_ratio",
+                     "network.head_groups", "sampling.num_samples", "sampling.batch_size", "sampling.steps"))
+  _check(c.network.width % c.network.heads == 0, "network.heads", c.network.heads,
+         f"must divide network.width={c.network.width}")
+  _check(c.prior.num_classes >= 0, "prior.num_classes", c.prior.num_classes, "must be >= 0 (0 = unconditional)")
+  for key in ("prior.class_dropout", "prior.label_smoothing", "network.dropout"):
+    section, name = key.split(".")
+    _check(0 <= c[section][name] < 1, key, c[section][name], "must be in [0, 1)")
+  _check(0 <= c.prior.min_mask_ratio <= 1, "prior.min_mask_ratio", c.prior.min_mask_ratio, "must be in [0, 1]")
+  _check(c.sampling.temperature > 0, "sampling.temperature", c.sampling.temperature, "must be > 0")
+  _check(0 < c.sampling.top_p <= 1, "sampling.top_p", c.sampling.top_p, "must be in (0, 1]")
+  _check(c.sampling.top_k >= 0, "sampling.top_k", c.sampling.top_k, "must be >= 0 (0 = off)")
+  _check(c.sampling.guidance_scale >= 0, "sampling.guidance_scale", c.sampling.guidance_scale,
+         "must be >= 0 (1 = conditional model, no guidance)")
+  _check(c.sampling.guidance_scale == 1 or c.prior.class_dropout > 0, "sampling.guidance_scale",
+         c.sampling.guidance_scale, "needs prior.class_dropout > 0 (an unconditional model to guide against)")
+  _check(bool(c.tokenizer_workdir), "tokenizer_workdir", c.tokenizer_workdir,
+         "must name the workdir of a trained tokenizer (python -m vqgen.main --config=configs/demo.py ...)")
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

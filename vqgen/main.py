@@ -26,6 +26,9 @@ def get_stage(config):
   if config.stage == "tokenizer":
     from vqgen.tokenizers.stage import TokenizerStage  # pylint: disable=import-outside-toplevel
     return TokenizerStage(config)
+  if config.stage == "prior":
+    from vqgen.priors.stage import PriorStage  # pylint: disable=import-outside-toplevel
+    return PriorStage(config)
   raise ValueError(f"Unknown config.stage {config.stage!r}; choose one of {list(config_lib.STAGES)}.")
 
 

@@ -45,9 +45,11 @@ def to_float(batch: dict) -> dict:
   return {**batch, "image": np.asarray(batch["image"], np.float32) / 255.0}
 
 
-def train_dataset(source, *, batch_size: int, seed: int, image_size: int,
+def train_dataset(source, *, batch_size: int, seed: int, image_size: int | None,
                   process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
   """Infinite stream of per-process batches {'image': [b, H, W, C] float32, 'label': [b] int32}.
+
+  With image_size=None records are batched as they are (e.g. stage-2 codes: {'codes', 'label'}).
 
   Each process reads a disjoint slice of the source (records process_index::process_count), reshuffled every
   epoch from `seed`. Iterate with `iter(ds)`; the iterator's state (get_state/set_state) is what checkpoints save.
@@ -56,8 +58,12 @@ def train_dataset(source, *, batch_size: int, seed: int, image_size: int,
     raise ValueError(f"The data source has {len(source)} records, fewer than one global batch "
                      f"({process_count} x {batch_size}).")
   ds = grain.MapDataset.source(source)[process_index::process_count]
-  ds = ds.shuffle(seed=seed).repeat(None).map(_Resize(image_size))
-  ds = ds.batch(batch_size, drop_remainder=True).map(to_float)
+  ds = ds.shuffle(seed=seed).repeat(None)
+  if image_size is not None:
+    ds = ds.map(_Resize(image_size))
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if image_size is not None:
+    ds = ds.map(to_float)
   # Records are read on the main thread: cheaper than thread pools for small images on a 2-core machine.
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
 

@@ -1,0 +1,136 @@
+"""Stage 2 end to end: code cache, every prior config smoke-trains and samples, the sampling CLI, sharded prior
+step == one device, and sample scores with a (briefly trained) classifier."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from test_config import CONFIG_FILES, ROOT, load
+from vqgen.main import run
+from vqgen.priors import codes as codes_lib
+from vqgen.priors.stage import PriorStage
+from vqgen.train import sharding as sharding_lib
+from vqgen.train.optim import build_optimizer
+from vqgen.train.state import ModelSpec, create_train_state
+from vqgen.train.trainer import make_train_step
+
+PRIOR_CONFIGS = [p for p in CONFIG_FILES if "/prior/" in p]
+PRIOR_TINY = ["--config.network.width=32", "--config.network.depth=1", "--config.network.heads=2",
+              "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
+              "--config.train.steps=2", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
+              "--config.optimizer.warmup_steps=1", "--config.sampling.num_samples=20",
+              "--config.sampling.batch_size=10", "--config.sampling.steps=2", "--config.evaluation.metrics=False"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("tokenizer"))
+  run(tiny_config(), workdir)
+  return workdir
+
+
+def prior_config(path, tokenizer_dir, *overrides):
+  return load(f"{path}:tokenizer={tokenizer_dir}", *PRIOR_TINY, *overrides)
+
+
+@pytest.mark.parametrize("path", PRIOR_CONFIGS, ids=os.path.basename)
+def test_prior_config_smoke(path, tokenizer_dir, tmp_path):
+  results = run(prior_config(path, tokenizer_dir), str(tmp_path))
+  assert results["step"] == 2 and np.isfinite(results["val_loss"]) and results["num_samples"] == 20
+  with np.load(tmp_path / "samples.npz") as f:
+    images, tokens, labels = f["images"], f["tokens"], f["labels"]
+  assert images.shape == (20, 28, 28, 1) and images.dtype == np.float32
+  assert 0.0 <= images.min() and images.max() <= 1.0
+  assert tokens.shape == (20, 7, 7) and tokens.min() >= 0 and tokens.max() < 1000
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10), [2] * 10)
+  assert (tmp_path / "samples.png").exists() and (tmp_path / "metrics.json").exists()
+  assert results["sample_forward_passes"] == (49 if "ar_" in path else 2)
+
+
+def test_code_cache_is_reused_keyed_by_weights_and_survives_corruption(tokenizer_dir):
+  config, tokenizer = codes_lib.load_tokenizer(tokenizer_dir)
+  first = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  assert first["codes"].shape == (10000, 7, 7) and first["labels"].shape == (10000,)
+  mtime = os.path.getmtime(first["path"])
+  again = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  assert again["path"] == first["path"] and os.path.getmtime(first["path"]) == mtime
+  direct, labels = codes_lib.extract_codes(tokenizer, config, "test")
+  np.testing.assert_array_equal(direct, first["codes"])
+  # Other weights, other key.
+  kernel = tokenizer.encoder.conv_out.kernel
+  kernel[...] = kernel[...] * 1.5
+  assert codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)["path"] != first["path"]
+  kernel[...] = kernel[...] / 1.5
+  with open(first["path"], "wb") as f:
+    f.write(b"truncated")
+  repaired = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  np.testing.assert_array_equal(repaired["codes"], direct)
+
+
+def test_prior_needs_a_trained_tokenizer(tmp_path):
+  config = prior_config(PRIOR_CONFIGS[0], str(tmp_path / "missing"))
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    run(config, str(tmp_path / "prior"))
+
+
+def test_sample_cli_writes_samples_and_reports_nfe(tokenizer_dir, tmp_path):
+  path = [p for p in PRIOR_CONFIGS if "maskgit" in p][0]
+  run(prior_config(path, tokenizer_dir), str(tmp_path / "prior"))
+  result = subprocess.run(
+      [sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--num_samples=6", "--labels=3",
+       "--steps=3", "--guidance_scale=2", f"--output={tmp_path}/out"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "3 sequential forward passes" in result.stdout
+  with np.load(tmp_path / "out" / "samples.npz") as f:
+    assert f["images"].shape == (6, 28, 28, 1) and set(f["labels"].tolist()) == {3}
+  bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--labels=12"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "--labels must lie in [0, 10)" in bad.stderr
+
+
+def test_sharded_prior_step_equals_single_device(tokenizer_dir):
+  config = prior_config([p for p in PRIOR_CONFIGS if "maskgit" in p][0], tokenizer_dir,
+                        "--config.network.dropout=0.0", "--config.optimizer.ema_decay=0.9")
+  stage = PriorStage(config)
+  batch = {"codes": stage.train_codes["codes"][:16].reshape(16, -1),
+           "label": stage.train_codes["labels"][:16]}
+
+  def one_step(mesh):
+    spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
+    tx = build_optimizer(config.optimizer, config.train.steps)
+    state, shardings = create_train_state(spec, tx, jax.random.key(0), use_ema=True)
+    rep = sharding_lib.replicated(mesh)
+    step = jax.jit(make_train_step(spec, tx, stage.loss, 0.9),
+                   in_shardings=(shardings, sharding_lib.batch_sharding(mesh), rep), out_shardings=(shardings, rep))
+    return step(state, sharding_lib.global_batch(batch, mesh), jax.random.key(1))
+
+  single, m1 = one_step(sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+  sharded, m8 = one_step(sharding_lib.make_mesh(data=2, fsdp=4, model=1))
+  kernel = sharded.params["network"]["transformer"]["blocks"][0]["fc1"]["kernel"]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", None)  # the embed axis is split
+  np.testing.assert_allclose(float(m1["loss"]), float(m8["loss"]), rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
+
+
+def test_sample_scores_sit_beside_their_floors(tokenizer_dir, tmp_path):
+  from vqgen.evaluation import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
+  from vqgen.evaluation.samples import SampleScorer, format_scores  # pylint: disable=import-outside-toplevel
+  classifier_lib.load_or_train(str(tmp_path / "clf"), max_steps=40)
+  config, tokenizer = codes_lib.load_tokenizer(tokenizer_dir)
+  scorer = SampleScorer(tokenizer, config, classifier_dir=str(tmp_path / "clf"))
+  real = scorer.train_images[1000:1200]
+  labels = np.zeros(200, np.int32)
+  good = scorer.score(real, labels)
+  noisy = scorer.score(np.clip(real + np.random.default_rng(0).normal(0, 0.5, real.shape), 0, 1), labels)
+  assert noisy["sample_fd"] > good["sample_fd"] and good["sample_fd"] < 3 * good["real_fd_floor"]
+  assert {"recon_fd", "real_precision_floor", "real_recall_floor", "class_accuracy", "precision"} <= set(good)
+  assert "200 samples vs the test split (10000 images)" in format_scores(good)
+  json.dumps(good)  # every score is a plain JSON value

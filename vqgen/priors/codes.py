@@ -1,0 +1,110 @@
+"""Stage-2 codes: the frozen tokenizer of a stage-1 workdir, and its codes of whole splits, extracted once and
+cached next to it.
+
+Cache file: <tokenizer workdir>/codes/<split>-<key>.npz holding `codes` int32 [N, h, w(, levels)] and `labels`
+int32 [N]. The key hashes the tokenizer's trained weights (every array of the restored model, so a retrained or
+further-trained tokenizer never reuses stale codes) and the data (dataset name, split, image size, record count
+and a sample of the raw records). Files are written to a temporary name and renamed, so an interrupted
+extraction never leaves a partial cache behind.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from vqgen import data as data_lib
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in its workdir (config.json)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: is {workdir!r} the workdir of a finished vqgen run?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_tokenizer(workdir: str):
+  """(config, trained Tokenizer) of a stage-1 workdir."""
+  # pylint: disable=import-outside-toplevel
+  from vqgen.tokenizers.stage import TokenizerStage
+  from vqgen.train.trainer import restore_model
+  config = load_workdir_config(workdir)
+  if config.stage != "tokenizer":
+    raise ValueError(f"{workdir!r} holds a {config.stage!r} run; tokenizer_workdir must name a tokenizer run.")
+  return config, restore_model(config, workdir, TokenizerStage(config))
+
+
+def _weights_digest(model) -> str:
+  h = hashlib.sha256()
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.state(model).to_pure_dict())[0],
+                           key=lambda kv: jax.tree_util.keystr(kv[0])):
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return h.hexdigest()
+
+
+def _data_digest(config, split: str, source) -> str:
+  d = config.data
+  h = hashlib.sha256(json.dumps([d.name, split, d.image_size, len(source)]).encode())
+  for i in np.linspace(0, len(source) - 1, 16).astype(int):
+    record = source[int(i)]
+    h.update(np.asarray(record["image"]).tobytes())
+    h.update(np.asarray(record["label"]).tobytes())
+  return h.hexdigest()
+
+
+def extract_codes(tokenizer, config, split: str, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+  """Codes and labels of every record of `split`, in order (on this process's first device)."""
+  d = config.data
+  source = data_lib.make_source(d.name, split, d.data_dir)
+  encode = jax.jit(lambda images: tokenizer.encode(images))
+  codes, labels = [], []
+  for batch in data_lib.eval_batches(source, batch_size=batch_size, image_size=d.image_size):
+    keep = batch["mask"]
+    codes.append(np.asarray(encode(batch["image"]))[keep])
+    labels.append(batch["label"][keep])
+  return np.concatenate(codes).astype(np.int32), np.concatenate(labels).astype(np.int32)
+
+
+def _readable(path: str) -> bool:
+  try:
+    with np.load(path) as f:
+      return f["codes"].shape[0] == f["labels"].shape[0]
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    return False
+
+
+def cached_codes(tokenizer_workdir: str, split: str, tokenizer=None, config=None) -> dict:
+  """{'codes', 'labels'} of a split under the tokenizer of `tokenizer_workdir`, from the cache when present.
+
+  Process 0 extracts and writes; other processes wait for it and read the same file.
+  """
+  if tokenizer is None:
+    config, tokenizer = load_tokenizer(tokenizer_workdir)
+  d = config.data
+  source = data_lib.make_source(d.name, split, d.data_dir)
+  key = hashlib.sha256((_weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
+  path = os.path.join(tokenizer_workdir, "codes", f"{split}-{key[:16]}.npz")
+  if jax.process_index() == 0 and os.path.exists(path) and not _readable(path):
+    logging.warning("Code cache %s is unreadable (interrupted write or corruption): extracting again.", path)
+    os.remove(path)
+  if jax.process_index() == 0 and not os.path.exists(path):
+    logging.info("Extracting %s codes of %s with the tokenizer in %s ...", split, d.name, tokenizer_workdir)
+    codes, labels = extract_codes(tokenizer, config, split)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, codes=codes, labels=labels)
+    os.replace(tmp, path)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"codes {split} {key[:16]}")
+  with np.load(path) as f:
+    return {"codes": f["codes"], "labels": f["labels"], "path": path}

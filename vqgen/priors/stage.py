@@ -1,0 +1,106 @@
+"""The prior training stage (stage 2): codes of a frozen tokenizer in, a prior out; evaluation samples, decodes
+and scores the samples."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vqgen import data as data_lib
+from vqgen.priors import build_prior, sampler_kwargs
+from vqgen.priors.codes import cached_codes, load_tokenizer
+from vqgen.priors.generate import Generator, balanced_labels, save_samples
+from vqgen.priors.heads import Vocabulary
+from vqgen.train import writers
+
+
+class ArraySource:
+  """Random access over in-memory code sequences, as a Grain data source."""
+
+  def __init__(self, codes: np.ndarray, labels: np.ndarray):
+    self.codes, self.labels = codes.reshape(len(codes), -1), labels
+
+  def __len__(self):
+    return len(self.codes)
+
+  def __getitem__(self, i):
+    return {"codes": self.codes[i], "label": self.labels[i]}
+
+
+class PriorStage:
+
+  def __init__(self, config):
+    self.config = config
+    self.tokenizer_config, self.tokenizer = load_tokenizer(config.tokenizer_workdir)
+    self.codebook_size = self.tokenizer.quantizer.codebook_size
+    self.train_codes = self.codes(self.tokenizer_config.data.train_split)
+    self.code_shape = self.train_codes["codes"].shape[1:]
+    h, w = self.code_shape[:2]
+    self.grid = (h, w * int(np.prod(self.code_shape[2:], dtype=int)))  # composite levels extend each row
+
+  def codes(self, split: str) -> dict:
+    """Cached codes of a split, checked against the vocabulary and the configured number of classes."""
+    codes = cached_codes(self.config.tokenizer_workdir, split, self.tokenizer, self.tokenizer_config)
+    Vocabulary(self.codebook_size, self.config.prior.num_classes).check_codes(codes["codes"])
+    num_classes = self.config.prior.num_classes
+    if num_classes and int(codes["labels"].max()) >= num_classes:
+      raise ValueError(f"prior.num_classes={num_classes} but the data has label {int(codes['labels'].max())}.")
+    return codes
+
+  def build_model(self, rngs):
+    return build_prior(self.config, self.codebook_size, self.grid, rngs)
+
+  def loss(self, model, batch, rng):
+    labels = batch["label"] if self.config.prior.num_classes else jnp.zeros_like(batch["label"])
+    return model.loss(batch["codes"], labels, rng)
+
+  def train_dataset(self, batch_size: int, process_index: int, process_count: int):
+    source = ArraySource(self.train_codes["codes"], self.train_codes["labels"])
+    return data_lib.train_dataset(source, batch_size=batch_size, seed=self.config.seed, image_size=None,
+                                  process_index=process_index, process_count=process_count)
+
+  def validation_loss(self, model) -> dict:
+    """The training objective on the eval split's codes (no label or network dropout, a fixed key)."""
+    c = self.config
+    test = self.codes(self.tokenizer_config.data.eval_split)
+    n = len(test["codes"]) if not c.data.eval_limit else min(c.data.eval_limit, len(test["codes"]))
+    codes = test["codes"].reshape(len(test["codes"]), -1)[:n]
+    labels = test["labels"][:n] if c.prior.num_classes else np.zeros(n, np.int32)
+    bs = min(c.data.eval_batch_size, n)
+    graphdef, state = nnx.split(model)
+    loss_fn = jax.jit(lambda s, x, y, r: nnx.merge(graphdef, s).loss(x, y, r, train=False))
+    totals, count = {}, 0
+    for i in range(0, n - bs + 1, bs):  # whole batches only: every batch weighs the same
+      loss, metrics = loss_fn(state, codes[i:i + bs], labels[i:i + bs], jax.random.key(i))
+      for k, v in {"loss": loss, **metrics}.items():
+        totals[k] = totals.get(k, 0.0) + float(v)
+      count += 1
+    return {f"val_{k}": v / count for k, v in totals.items()}
+
+  def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
+    """Validation loss, then `sampling.num_samples` class-balanced samples decoded by the tokenizer
+    (samples.npz / samples.png) and, with evaluation.metrics, their scores (evaluation/samples.py)."""
+    del mesh
+    c = self.config
+    model = make_model()
+    results = {"step": step, **self.validation_loss(model)}
+    generator = Generator(model, self.tokenizer, self.code_shape, sampler_kwargs(c))
+    labels = balanced_labels(c.sampling.num_samples, c.prior.num_classes)
+    if not c.prior.num_classes:
+      labels = np.full_like(labels, model.network.vocab.null_label)
+    samples = generator(labels, jax.random.key(c.seed + 1), min(c.sampling.batch_size, len(labels)))
+    results.update({"sample_forward_passes": samples["forward_passes"],
+                    "sample_ms_per_image": samples["ms_per_image"], "num_samples": len(labels)})
+    if c.evaluation.metrics:
+      from vqgen.evaluation.samples import score_samples  # pylint: disable=import-outside-toplevel
+      results.update(score_samples(samples["images"], samples["labels"] if c.prior.num_classes else None,
+                                   self.tokenizer, self.tokenizer_config))
+    if jax.process_index() == 0:
+      grid = save_samples(workdir, samples, c.prior.num_classes)
+      writer.write_images(step, {"samples": grid[None]})
+      writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()
+                                  if k != "step" and isinstance(v, (int, float))})
+      writers.write_json(os.path.join(workdir, "metrics.json"), results)
+    return results
