@@ -30,14 +30,14 @@ data:
 	            "Install it by hand: apt-get install dataset-fashion-mnist"; exit 1; }
 
 demo: setup data
-	$(PY) -m vqgen.main --config=configs/demo.py --workdir=$(WORKDIR)
-	@echo "Results in $(WORKDIR): metrics.json, reconstructions.png, tensorboard/, checkpoints/"
+	$(PY) -m vqgen.demo --workdir=$(WORKDIR)
 
 test: setup data
 	$(PY) -m pytest tests
 
 benchmark: setup data
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/sampling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -191,3 +191,39 @@ def test_top_k_and_top_p_keep_the_right_sets():
   np.testing.assert_array_equal(kept(sampling.filter_logits(logits, top_p=0.75)), [1, 1, 0, 0])
   np.testing.assert_array_equal(kept(sampling.filter_logits(logits, top_p=0.76)), [1, 1, 1, 0])
   np.testing.assert_array_equal(kept(sampling.filter_logits(logits, top_p=0.4)), [1, 0, 0, 0])
+
+
+def test_uniform_diffusion_posterior_matches_the_transition_matrices():
+  from vqgen.priors.uniform_diffusion import posterior_log_probs  # pylint: disable=import-outside-toplevel
+  k, a_t, a_s = 5, 0.3, 0.8
+  q_ts = (a_t / a_s) * np.eye(k) + (1 - a_t / a_s) / k      # Q_{t|s}[x_s, x_t]
+  q_s = a_s * np.eye(k) + (1 - a_s) / k                     # Qbar_s[x_0, x_s]
+  p_x0 = np.random.default_rng(0).dirichlet(np.ones(k))
+  x_t = 2
+  brute_q = {x0: q_ts[:, x_t] * q_s[x0] / np.sum(q_ts[:, x_t] * q_s[x0]) for x0 in range(k)}
+  brute_p = sum(p_x0[x0] * brute_q[x0] for x0 in range(k))
+  got = np.exp(np.asarray(posterior_log_probs(jnp.log(jnp.asarray(p_x0, jnp.float32)), jnp.array(x_t), a_t, a_s)))
+  np.testing.assert_allclose(got, brute_p, rtol=1e-5)
+  onehot = jnp.log(jax.nn.one_hot(4, k) + 1e-30)
+  np.testing.assert_allclose(np.exp(np.asarray(posterior_log_probs(onehot, jnp.array(x_t), a_t, a_s))),
+                             brute_q[4], rtol=1e-5)
+
+
+def test_uniform_diffusion_loss_is_zero_for_a_model_that_knows_the_data_and_sampler_returns_codes():
+  from vqgen.priors.uniform_diffusion import UniformDiffusion  # pylint: disable=import-outside-toplevel
+  codes = jax.random.randint(jax.random.key(14), (64, 9), 0, K)
+
+  class Oracle(UniformDiffusion):
+    def _x0_logits(self, ids, t, key=None):
+      return 40.0 * jax.nn.one_hot(codes, K)[:, :, None]
+
+  oracle = Oracle(network(time_conditioning=True), aux_weight=0.0)
+  loss, _ = oracle.loss(codes, jnp.zeros(64, jnp.int32), jax.random.key(15))
+  assert abs(float(loss)) < 1e-3
+  prior = UniformDiffusion(network(time_conditioning=True))
+  loss, metrics = prior.loss(codes, jnp.zeros(64, jnp.int32), jax.random.key(15))
+  assert float(loss) > 1.0 and 0 < float(metrics["corrupted_fraction"]) < 1
+  sample = prior.sample(jax.random.key(16), jnp.arange(4), steps=3, guidance_scale=2.0)
+  assert sample.shape == (4, 9) and int(sample.min()) >= 0 and int(sample.max()) < K
+  with pytest.raises(ValueError, match="full softmax head"):
+    UniformDiffusion(network(head="per_bit"))

@@ -111,7 +111,7 @@ def prior_config() -> ml_collections.ConfigDict:
   c.data.eval_limit = 0           # 0 = the whole eval split for the validation loss
 
   c.prior = ml_collections.ConfigDict()
-  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion
+  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion
   c.prior.num_classes = 10        # 0 = unconditional
   c.prior.class_dropout = 0.1     # labels dropped to the null class (classifier-free guidance)
   c.prior.label_smoothing = 0.1   # maskgit / autoregressive
@@ -119,7 +119,9 @@ def prior_config() -> ml_collections.ConfigDict:
   c.prior.min_mask_ratio = 0.0             # maskgit
   c.prior.diffusion_schedule = "linear"    # diffusion: alpha(t)
   c.prior.diffusion_exponent = 2.0         # diffusion 'poly' schedule
-  c.prior.time_conditioning = False        # diffusion: adaLN on t (MD4 runs fine without)
+  c.prior.time_conditioning = False        # diffusion / uniform_diffusion: adaLN on t (MD4 runs fine without)
+  c.prior.uniform_steps = 100              # uniform_diffusion: T of the discrete-time ELBO
+  c.prior.aux_weight = 0.01                # uniform_diffusion: D3PM's auxiliary x_0 cross-entropy
 
   c.network = ml_collections.ConfigDict()
   c.network.width = 256
@@ -280,6 +282,10 @@ def _validate_prior(c) -> None:
   for key in ("prior.class_dropout", "prior.label_smoothing", "network.dropout"):
     section, name = key.split(".")
     _check(0 <= c[section][name] < 1, key, c[section][name], "must be in [0, 1)")
+  _positive_ints(c, ("prior.uniform_steps",))
+  _check(c.prior.aux_weight >= 0, "prior.aux_weight", c.prior.aux_weight, "must be >= 0")
+  _check(c.prior.name != "uniform_diffusion" or c.network.head == "full", "network.head", c.network.head,
+         "must be 'full' for uniform_diffusion (its posterior sums over every code)")
   _check(0 <= c.prior.min_mask_ratio <= 1, "prior.min_mask_ratio", c.prior.min_mask_ratio, "must be in [0, 1]")
   _check(c.sampling.temperature > 0, "sampling.temperature", c.sampling.temperature, "must be > 0")
   _check(0 < c.sampling.top_p <= 1, "sampling.top_p", c.sampling.top_p, "must be in (0, 1]")

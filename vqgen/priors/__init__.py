@@ -6,8 +6,9 @@ from vqgen.priors.autoregressive import Autoregressive
 from vqgen.priors.base import PriorNetwork
 from vqgen.priors.diffusion import MaskedDiffusion
 from vqgen.priors.maskgit import MaskGIT
+from vqgen.priors.uniform_diffusion import UniformDiffusion
 
-PRIORS = ("maskgit", "autoregressive", "diffusion")
+PRIORS = ("maskgit", "autoregressive", "diffusion", "uniform_diffusion")
 
 
 def build_prior(config, codebook_size: int, grid: tuple[int, int], rngs):
@@ -17,7 +18,7 @@ def build_prior(config, codebook_size: int, grid: tuple[int, int], rngs):
       codebook_size=codebook_size, grid=grid, num_classes=p.num_classes, width=n.width, depth=n.depth,
       heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, head=n.head,
       head_groups=n.head_groups, class_dropout=p.class_dropout,
-      time_conditioning=p.name == "diffusion" and p.time_conditioning, dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
+      time_conditioning=p.name in ("diffusion", "uniform_diffusion") and p.time_conditioning, dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
   if p.name == "maskgit":
     return MaskGIT(network, mask_schedule=p.mask_schedule, min_mask_ratio=p.min_mask_ratio,
                    label_smoothing=p.label_smoothing)
@@ -25,6 +26,9 @@ def build_prior(config, codebook_size: int, grid: tuple[int, int], rngs):
     return Autoregressive(network, label_smoothing=p.label_smoothing)
   if p.name == "diffusion":
     return MaskedDiffusion(network, schedule=p.diffusion_schedule, exponent=p.diffusion_exponent)
+  if p.name == "uniform_diffusion":
+    return UniformDiffusion(network, schedule=p.diffusion_schedule, exponent=p.diffusion_exponent,
+                            num_steps=p.uniform_steps, aux_weight=p.aux_weight)
   raise ValueError(f"Unknown prior {p.name!r}; choose one of {PRIORS}.")
 
 
@@ -35,10 +39,10 @@ def sampler_kwargs(config) -> dict:
                 guidance_schedule=s.guidance_schedule)
   if config.prior.name == "maskgit":
     return dict(common, steps=s.steps, schedule=s.mask_schedule, choice_temperature=s.choice_temperature)
-  if config.prior.name == "diffusion":
+  if config.prior.name in ("diffusion", "uniform_diffusion"):
     return dict(common, steps=s.steps, grid=s.grid)
   return common
 
 
-__all__ = ["PRIORS", "Autoregressive", "MaskGIT", "MaskedDiffusion", "PriorNetwork", "build_prior",
-           "sampler_kwargs"]
+__all__ = ["PRIORS", "Autoregressive", "MaskGIT", "MaskedDiffusion", "PriorNetwork", "UniformDiffusion",
+           "build_prior", "sampler_kwargs"]

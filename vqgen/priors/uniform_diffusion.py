@@ -1,0 +1,104 @@
+"""Uniform-noise discrete diffusion (D3PM-uniform, Austin et al. 2021), the self-correcting sibling of masked
+diffusion: a corrupted token is a random code rather than a mask, so a sampler may revise any token at any step.
+
+Forward process with alpha(t) from schedules.py (t in [0, 1]): x_t = x_0 with probability alpha(t), else a
+uniformly random code; between s < t the kernel is Q_{t|s} = a I + (1 - a) / K 11^T with a = alpha(t) / alpha(s).
+Posterior of one token given x_0 (D3PM eq. 3), writing A_j = a [j = x_t] + (1 - a) / K and
+B_j(x_0) = alpha(s) [j = x_0] + (1 - alpha(s)) / K:
+  q(x_s = j | x_t, x_0) = A_j B_j(x_0) / Z(x_0),   Z(x_0) = alpha(s) A_{x_0} + (1 - alpha(s)) / K.
+The network predicts p(x_0 | x_t) (x_0-parameterisation) and p(x_s = j | x_t) = sum_{x_0} q(j | x_t, x_0) p(x_0 | x_t)
+  = A_j [alpha(s) p(j) / Z(j) + (1 - alpha(s)) / K sum_{x_0} p(x_0) / Z(x_0)],   O(K) per token.
+Loss: the discrete-time negative ELBO with T steps, T E_{i ~ U{1..T}} sum_n KL(q(x_s | x_t, x_0) || p(x_s | x_t))
+at t = i/T, s = (i-1)/T, plus D3PM's auxiliary cross-entropy `aux_weight` * -log p(x_0 | x_t). Needs the full
+softmax head (the posterior sums over all codes). Guidance (sampling.py's convention) applies to log p(x_0 | x_t).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vqgen.priors.base import PriorNetwork
+from vqgen.priors.diffusion import time_grid
+from vqgen.priors.sampling import filter_logits, guidance_scale_at
+from vqgen.priors.schedules import alpha as alpha_fn
+
+
+def posterior_log_probs(log_p_x0: jax.Array, x_t: jax.Array, alpha_t, alpha_s) -> jax.Array:
+  """log p(x_s = j | x_t) [..., K] for a distribution over x_0 (log_p_x0 [..., K]); one-hot log_p_x0 gives q."""
+  k = log_p_x0.shape[-1]
+  a = jnp.asarray(alpha_t / alpha_s)[..., None]
+  alpha_s = jnp.asarray(alpha_s)[..., None]
+  at_x_t = jax.nn.one_hot(x_t, k, dtype=jnp.float32)
+  big_a = a * at_x_t + (1.0 - a) / k                                  # A_j
+  z = alpha_s * big_a + (1.0 - alpha_s) / k                            # Z(x_0) for every candidate x_0 = j
+  p = jnp.exp(log_p_x0)
+  mix = alpha_s * p / z + (1.0 - alpha_s) / k * jnp.sum(p / z, -1, keepdims=True)
+  return jnp.log(big_a) + jnp.log(jnp.maximum(mix, 1e-30))
+
+
+class UniformDiffusion(nnx.Module):
+
+  def __init__(self, network: PriorNetwork, *, schedule: str = "cosine", exponent: float = 2.0,
+               eps: float = 1e-4, num_steps: int = 100, aux_weight: float = 0.01):
+    alpha_fn(0.5, schedule)  # validates the name early
+    if network.factorization.groups != 1:
+      raise ValueError("Uniform diffusion sums its posterior over all codes: use the full softmax head "
+                       "(network.head='full').")
+    if num_steps < 1 or aux_weight < 0:
+      raise ValueError(f"Need num_steps >= 1 and aux_weight >= 0, got {num_steps}, {aux_weight}.")
+    self.network, self.schedule, self.exponent, self.eps = network, schedule, exponent, eps
+    self.num_steps, self.aux_weight = num_steps, aux_weight
+
+  def alpha(self, t):
+    return alpha_fn(t, self.schedule, exponent=self.exponent, eps=self.eps)
+
+  def _log_p_x0(self, logits):
+    return jax.nn.log_softmax(logits[..., 0, :], -1)
+
+  def _x0_logits(self, ids, t, key=None):
+    return self.network(ids, t=t if self.network.time_conditioning else None, key=key)[:, 1:]
+
+  def loss(self, codes: jax.Array, labels: jax.Array, rng: jax.Array, *, train: bool = True):
+    net, k = self.network, self.network.vocab.codebook_size
+    b, n = codes.shape
+    k_t, k_keep, k_noise, k_label, k_drop = jax.random.split(rng, 5)
+    # Stratified step indices i in {1..T}: one uniform offset, spread across the batch.
+    i = 1 + jnp.floor(jnp.mod(jax.random.uniform(k_t, ()) + jnp.arange(b) / b, 1.0) * self.num_steps)
+    t, s = i / self.num_steps, (i - 1) / self.num_steps
+    a_t, a_s = self.alpha(t), self.alpha(s)
+    keep = jax.random.uniform(k_keep, (b, n)) < a_t[:, None]
+    x_t = jnp.where(keep, codes, jax.random.randint(k_noise, (b, n), 0, k))
+    labels = net.drop_labels(labels, k_label) if train else labels
+    log_p = self._log_p_x0(self._x0_logits(net.sequence(labels, x_t), t, k_drop if train else None))
+    log_model = posterior_log_probs(log_p, x_t, a_t[:, None], a_s[:, None])
+    log_true = posterior_log_probs(jnp.log(jax.nn.one_hot(codes, k) + 1e-30), x_t, a_t[:, None], a_s[:, None])
+    kl = jnp.sum(jnp.exp(log_true) * (log_true - log_model), -1)      # [B, N]
+    elbo = self.num_steps * jnp.mean(jnp.sum(kl, -1))
+    aux = -jnp.mean(jnp.take_along_axis(log_p, codes[..., None], -1))
+    return elbo + self.aux_weight * aux, {"bits_per_token": elbo / (n * jnp.log(2.0)), "x0_nll": aux,
+                                          "corrupted_fraction": 1.0 - jnp.mean(keep)}
+
+  def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 32, grid: str = "cosine",
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
+             guidance_schedule: str = "constant") -> jax.Array:
+    """Codes [B, N]: from uniform noise at t = 1, `steps` ancestral steps of p(x_s | x_t) down to t = 0."""
+    net, k = self.network, self.network.vocab.codebook_size
+    b, n = labels.shape[0], net.num_tokens
+    times = time_grid(steps, grid)
+
+    def step(i, x):
+      t, s = times[steps - i], times[steps - i - 1]
+      scale = guidance_scale_at(guidance_scale, i / max(steps - 1, 1), guidance_schedule)
+      logits = net.guided(x, labels, scale if guidance_scale != 1.0 else 1.0,
+                          t=jnp.full((b,), t) if net.time_conditioning else None)
+      log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
+      log_post = posterior_log_probs(log_p, x, self.alpha(t), self.alpha(s))
+      return jax.random.categorical(jax.random.fold_in(rng, i), log_post, -1).astype(jnp.int32)
+
+    init_key, rng = jax.random.split(rng)
+    return jax.lax.fori_loop(0, steps, step, jax.random.randint(init_key, (b, n), 0, k, jnp.int32))
+
+  @staticmethod
+  def forward_passes(steps: int = 32, **_) -> int:
+    return steps
+
