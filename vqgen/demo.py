@@ -25,7 +25,7 @@ def main(argv):
   # pylint: disable=import-outside-toplevel
   from vqgen import config as config_lib
   from vqgen.evaluation.samples import format_scores
-  from vqgen.main import run
+  from vqgen.stages import run
   workdir = os.path.abspath(FLAGS.workdir)
   start = time.perf_counter()
   tokenizer_dir, prior_dir = os.path.join(workdir, "tokenizer"), os.path.join(workdir, "prior")

@@ -10,7 +10,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vqgen import config as config_lib
+from vqgen.stages import get_stage, run  # noqa: F401  (re-exported: `from vqgen.main import run`)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (get_config), with ':variant'.",
@@ -20,22 +20,6 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process runs).")
 flags.DEFINE_integer("process_id", None, "This process's id in [0, num_processes).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def get_stage(config):
-  if config.stage == "tokenizer":
-    from vqgen.tokenizers.stage import TokenizerStage  # pylint: disable=import-outside-toplevel
-    return TokenizerStage(config)
-  if config.stage == "prior":
-    from vqgen.priors.stage import PriorStage  # pylint: disable=import-outside-toplevel
-    return PriorStage(config)
-  raise ValueError(f"Unknown config.stage {config.stage!r}; choose one of {list(config_lib.STAGES)}.")
-
-
-def run(config, workdir: str) -> dict:
-  config_lib.validate(config)
-  from vqgen.train.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
-  return train_and_evaluate(config, workdir, get_stage(config))
 
 
 def main(argv):

@@ -1,10 +1,12 @@
 """The in-domain feature network for Fashion-MNIST sample metrics: a small CNN classifier trained on the training
 split (Inception features do not fit 28x28 grayscale images; REFERENCES.md).
 
-  python -m vqgen.evaluation.classifier            # trains (about 2 minutes on 2 CPU cores), reports accuracy
+  python -m vqgen.evaluation.classifier            # trains (7 epochs, 2.3 minutes on 2 CPU cores; 91.75%)
 
-Architecture: conv3x3(32) -> ReLU -> maxpool2 -> conv3x3(64) -> ReLU -> maxpool2 -> conv3x3(64) -> ReLU ->
-dense(128) -> ReLU = the features (Frechet distance, precision/recall) -> dropout -> dense(10).
+Architecture: 2x2 space-to-depth (28x28x1 -> 14x14x4) -> conv3x3(32) -> ReLU -> conv3x3(32) -> ReLU -> maxpool2 ->
+conv3x3(64) -> ReLU -> dense(128) -> ReLU = the features (Frechet distance, precision/recall) -> dropout ->
+dense(10). Folding pixels into channels first makes it 3x cheaper per step on a CPU than the same convolutions at
+28x28 (41 vs 125 ms at batch 128 on 2 cores), for the same receptive field.
 The trained weights are cached (Orbax) under $VQGEN_CACHE_DIR (default ~/.cache/vqgen) with their test
 accuracy; `load_or_train` trains on first use when the cache is missing or unreadable.
 """
@@ -24,9 +26,11 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vqgen import data as data_lib
+from vqgen.tokenizers.conv import space_to_depth
 
 MIN_ACCURACY = 0.91
 FEATURE_DIM = 128
+ARCHITECTURE = "s2d-32-32-64-128"  # stored with the weights: a cache of another architecture is retrained
 
 
 def cache_dir() -> str:
@@ -38,16 +42,15 @@ class Classifier(nnx.Module):
 
   def __init__(self, num_classes: int = 10, *, rngs: nnx.Rngs):
     conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), padding="SAME", rngs=rngs)
-    self.conv1, self.conv2, self.conv3 = conv(1, 32), conv(32, 64), conv(64, 64)
+    self.conv1, self.conv2, self.conv3 = conv(4, 32), conv(32, 32), conv(32, 64)
     self.fc = nnx.Linear(7 * 7 * 64, FEATURE_DIM, rngs=rngs)
     self.out = nnx.Linear(FEATURE_DIM, num_classes, rngs=rngs)
 
   def features(self, images: jax.Array) -> jax.Array:
     """Images [B, 28, 28, 1] in [0, 1] -> penultimate features [B, 128]."""
-    pool = lambda x: nnx.max_pool(x, (2, 2), (2, 2))
-    x = pool(nnx.relu(self.conv1(2.0 * images - 1.0)))
-    x = pool(nnx.relu(self.conv2(x)))
-    x = nnx.relu(self.conv3(x))
+    x = space_to_depth(2.0 * images - 1.0, 2)
+    x = nnx.relu(self.conv2(nnx.relu(self.conv1(x))))
+    x = nnx.relu(self.conv3(nnx.max_pool(x, (2, 2), (2, 2))))
     return nnx.relu(self.fc(x.reshape(len(x), -1)))
 
   def __call__(self, images, *, dropout_key=None, rate: float = 0.3):
@@ -76,7 +79,7 @@ def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray) -> float
   return float(np.mean(batched_apply(lambda x: predict(state, x), images) == labels))
 
 
-def train(epochs: int = 5, batch_size: int = 128, learning_rate: float = 2e-3, seed: int = 0,
+def train(epochs: int = 7, batch_size: int = 128, learning_rate: float = 2e-3, seed: int = 0,
           data_dir: str | None = None, max_steps: int | None = None) -> tuple[Classifier, float]:
   """AdamW on a cosine schedule with horizontal flips; returns (model, test accuracy)."""
   x_train, y_train = _arrays("train", data_dir)
@@ -126,7 +129,7 @@ def save(model: Classifier, test_accuracy: float, directory: str) -> None:
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.abspath(os.path.join(tmp, "params")), nnx.state(model).to_pure_dict())
   with open(os.path.join(tmp, "meta.json"), "w") as f:
-    json.dump({"test_accuracy": test_accuracy, "feature_dim": FEATURE_DIM}, f)
+    json.dump({"test_accuracy": test_accuracy, "feature_dim": FEATURE_DIM, "architecture": ARCHITECTURE}, f)
   shutil.rmtree(directory, ignore_errors=True)
   os.replace(tmp, directory)
 
@@ -134,6 +137,8 @@ def save(model: Classifier, test_accuracy: float, directory: str) -> None:
 def load(directory: str) -> tuple[Classifier, float]:
   with open(os.path.join(directory, "meta.json")) as f:
     meta = json.load(f)
+  if meta.get("architecture") != ARCHITECTURE:
+    raise ValueError(f"cached classifier is {meta.get('architecture')!r}, this code builds {ARCHITECTURE!r}")
   abstract = nnx.eval_shape(lambda: Classifier(rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
   with ocp.StandardCheckpointer() as ckpt:
@@ -161,7 +166,7 @@ def load_or_train(directory: str | None = None, **train_kwargs) -> tuple[Classif
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--directory", default=cache_dir())
-  parser.add_argument("--epochs", type=int, default=5)
+  parser.add_argument("--epochs", type=int, default=7)
   args = parser.parse_args()
   logging.basicConfig(level=logging.INFO)
   start = time.perf_counter()
