@@ -77,7 +77,7 @@ class MaskedDiffusion(nnx.Module):
       t, s = times[steps - i], times[steps - i - 1]
       k_sample, k_reveal = jax.random.split(jax.random.fold_in(rng, i))
       scale = guidance_scale_at(guidance_scale, i / max(steps - 1, 1), guidance_schedule)
-      logits = net.guided(z, labels, scale if guidance_scale != 1.0 else 1.0,
+      logits = net.guided(z, labels, scale,
                           t=jnp.full((b,), t) if net.time_conditioning else None)
       x = net.factorization.compose(sample_digits(k_sample, logits, temperature, top_k, top_p))
       a_t, a_s = self.alpha(t), self.alpha(s)

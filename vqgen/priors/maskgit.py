@@ -75,7 +75,7 @@ class MaskGIT(nnx.Module):
       k_sample, k_choice = jax.random.split(jax.random.fold_in(rng, t))
       progress = (t + 1) / steps
       scale = guidance_scale_at(guidance_scale, t / max(steps - 1, 1), guidance_schedule)
-      logits = net.guided(cur, labels, scale if guidance_scale != 1.0 else 1.0)
+      logits = net.guided(cur, labels, scale)
       digits = sample_digits(k_sample, logits, temperature, top_k, top_p)
       unknown = cur == vocab.mask_id
       sampled = jnp.where(unknown, net.factorization.compose(digits), cur)

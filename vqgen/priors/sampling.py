@@ -20,7 +20,12 @@ def guided_logits(cond: jax.Array, uncond: jax.Array, scale) -> jax.Array:
 
 def guidance_scale_at(scale: float, progress, schedule: str = "constant"):
   """The guidance scale at sampling progress in [0, 1]: constant s, or ramped from 1 (progress 0) to s
-  (progress 1) linearly or along a half cosine (guidance annealing, MUSE / MDT)."""
+  (progress 1) linearly or along a half cosine (guidance annealing, MUSE / MDT). Scale 1 stays the Python
+  float 1.0 at every progress, which tells `PriorNetwork.guided` to skip the unconditional pass."""
+  if schedule not in GUIDANCE_SCHEDULES:
+    raise ValueError(f"guidance schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}.")
+  if scale == 1.0:
+    return 1.0
   if schedule == "constant":
     return jnp.asarray(scale, jnp.float32)
   if schedule == "linear":

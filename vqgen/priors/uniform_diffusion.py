@@ -89,7 +89,7 @@ class UniformDiffusion(nnx.Module):
     def step(i, x):
       t, s = times[steps - i], times[steps - i - 1]
       scale = guidance_scale_at(guidance_scale, i / max(steps - 1, 1), guidance_schedule)
-      logits = net.guided(x, labels, scale if guidance_scale != 1.0 else 1.0,
+      logits = net.guided(x, labels, scale,
                           t=jnp.full((b,), t) if net.time_conditioning else None)
       log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
       log_post = posterior_log_probs(log_p, x, self.alpha(t), self.alpha(s))
