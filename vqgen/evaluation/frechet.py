@@ -2,15 +2,14 @@
 
 Frechet distance (Heusel et al. 2017) between Gaussians fitted to two feature sets, in float64:
   FD = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
-with the matrix square root by scipy.linalg.sqrtm; a non-negligible imaginary part is an error, a tiny one is
-dropped (numerical noise of nearly singular covariances).
+where tr (S_1 S_2)^(1/2) = tr (A S_2 A)^(1/2) with A = S_1^(1/2): the eigenvalues of a symmetric PSD matrix, so
+nearly singular covariances (dead features, few samples) need no regulariser and give no complex parts.
 Precision / recall (Kynkaanniemi et al. 2019): each set's manifold is the union of balls around its points with
 radius the distance to the k-th nearest neighbour (k = 3) within the set; precision = fraction of generated
 points inside the real manifold, recall = fraction of real points inside the generated manifold.
 """
 
 import numpy as np
-import scipy.linalg
 
 
 def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -21,17 +20,17 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
   sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-  covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-  if not np.all(np.isfinite(covmean)):  # singular product: regularise both covariances slightly
-    offset = np.eye(len(mu1)) * 1e-6
-    covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-  if np.iscomplexobj(covmean):
-    if np.max(np.abs(covmean.imag)) > 1e-3 * max(1.0, np.max(np.abs(covmean.real))):
-      raise ValueError(f"Frechet distance: sqrtm has a large imaginary part ({np.max(np.abs(covmean.imag)):.3g}); "
-                       "the covariances are not positive semi-definite (too few samples for the dimension?).")
-    covmean = covmean.real
+  a = _sqrt_psd(sigma1)
+  m = a @ sigma2 @ a
+  trace_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)))
   diff = mu1 - mu2
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
+
+
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+  """Symmetric square root of a covariance (eigenvalues below 0 are round-off and clipped)."""
+  w, v = np.linalg.eigh((s + s.T) / 2)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def feature_frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

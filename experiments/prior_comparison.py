@@ -1,0 +1,97 @@
+"""The four prior families at an equal budget over the same frozen tokenizer's codes, scored alike.
+
+  python experiments/prior_comparison.py --tokenizer=runs/demo/tokenizer          # 2400 steps each
+  python experiments/prior_comparison.py --tokenizer=DIR --steps=4800 --priors=maskgit,autoregressive
+  python experiments/prior_comparison.py --tokenizer=DIR --variant=width=192,depth=6 --tag=w192
+
+Each prior is its config file (configs/prior/*_fashion_mnist.py) with the same network, batch and steps (plus
+`--variant`, the config files' own `key=value` overrides); its default sampler (MaskGIT 8 steps, AR one pass per
+code with the KV cache, both diffusions 32 steps; guidance 2 for all). Scores from the prior's own end-of-run
+evaluation: 1000 class-balanced samples against the Fashion-MNIST test split (vqgen/evaluation/samples.py),
+beside the real-vs-real floor and the tokenizer's reconstruction distance. Without --tokenizer the demo tokenizer
+(configs/demo.py) is trained first in WORKDIR/tokenizer. Writes experiments/results/prior_comparison[_TAG].md,
+.json and one PNG sample grid per prior (one row per class).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from vqgen import config as config_lib  # noqa: E402
+from vqgen.stages import run  # noqa: E402
+
+CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
+           "uniform_diffusion": "uniform_diffusion"}
+
+
+def validation(r: dict) -> str:
+  """The likelihood each family reports: bits/token bounds for AR and the diffusions; MaskGIT has none."""
+  if "val_bits_per_token" in r:
+    return f"{r['val_bits_per_token']:.3f} bits/token (ELBO)"
+  if r["prior"] == "autoregressive":
+    return f"{r['val_loss'] / math.log(2):.3f} bits/token (exact)"
+  return f"{r['val_masked_nll']:.3f} nats/masked token"
+
+
+def write(rows, out, args):
+  lines = ["# Priors at an equal budget over one tokenizer's codes", "",
+           f"Command: `python experiments/prior_comparison.py {' '.join(sys.argv[1:])}`. Tokenizer "
+           f"`{rows[0]['tokenizer']}`; every prior: {args.steps} steps at batch {rows[0]['batch_size']}, "
+           f"network {rows[0]['network']}. {rows[0]['num_samples']} class-balanced samples vs the "
+           f"{rows[0]['reference']}; real floor FD {rows[0]['real_fd_floor']:.2f}, tokenizer reconstruction FD "
+           f"{rows[0]['recon_fd']:.2f} (the best a prior over these codes can expect), real precision / recall "
+           f"floor {rows[0]['real_precision_floor']:.2f} / {rows[0]['real_recall_floor']:.2f}.", "",
+           "| prior | validation NLL | FD | FD / recon FD | precision | recall | class acc. | NFE | ms/image | "
+           "minutes |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  lines += [f"| {r['prior']} | {validation(r)} | {r['sample_fd']:.2f} | "
+            f"{r['sample_fd'] / r['recon_fd']:.1f}x | {r['precision']:.3f} | {r['recall']:.3f} | "
+            f"{r['class_accuracy']:.1%} | {r['sample_forward_passes']} | {r['sample_ms_per_image']:.1f} | "
+            f"{r['minutes']:.1f} |" for r in rows]
+  with open(out + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(out + ".json", "w") as f:
+    json.dump(rows, f, indent=2)
+  print("\n".join(lines), flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--tokenizer", default="", help="a trained tokenizer workdir (default: train the demo's)")
+  parser.add_argument("--priors", default=",".join(CONFIGS))
+  parser.add_argument("--steps", type=int, default=2400)
+  parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
+  parser.add_argument("--tag", default="", help="suffix of the results files")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "prior_comparison"))
+  args = parser.parse_args()
+  for name in args.priors.split(","):
+    if name not in CONFIGS:
+      parser.error(f"unknown prior {name!r}; choose from {sorted(CONFIGS)}")
+  tokenizer = os.path.abspath(args.tokenizer) if args.tokenizer else os.path.join(args.workdir, "tokenizer")
+  if not args.tokenizer:
+    run(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), tokenizer)
+  suffix = f"_{args.tag}" if args.tag else ""
+  out = os.path.join(ROOT, "experiments", "results", "prior_comparison" + suffix)
+  rows = []
+  for name in args.priors.split(","):
+    variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}", args.variant) if v)
+    c = config_lib.load_config(os.path.join(ROOT, f"configs/prior/{CONFIGS[name]}_fashion_mnist.py:{variant}"))
+    workdir = os.path.join(args.workdir, name + suffix)
+    start = time.perf_counter()
+    results = run(c, workdir)
+    net = c.network
+    rows.append({"prior": name, "steps": args.steps, "batch_size": c.data.batch_size, "tokenizer": tokenizer,
+                 "network": f"width {net.width}, depth {net.depth}, {net.head} head",
+                 "minutes": (time.perf_counter() - start) / 60, **results})
+    shutil.copy(os.path.join(workdir, "samples.png"), f"{out}_{name}.png")
+    write(rows, out, args)  # after every prior: an interrupted comparison keeps its rows
+
+
+if __name__ == "__main__":
+  main()
