@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import PartitionSpec as P
 
 from vqgen import images as images_lib
+from vqgen.train import sharding as sharding_lib
 
 
 def balanced_labels(num_samples: int, num_classes: int) -> np.ndarray:
@@ -37,16 +37,19 @@ def parse_labels(spec: str, num_samples: int, num_classes: int) -> np.ndarray:
 
 
 class Generator:
-  """prior + tokenizer -> (tokens, images) for batches of labels; one compiled program per batch size."""
+  """prior + tokenizer -> (tokens, images) for batches of labels; one compiled program per batch size.
+
+  Runs on the prior's mesh (the tokenizer joins it, replicated): each batch of labels is split over the batch-axis
+  devices and processes, and the results are gathered on every host, so it works on one device or a pod."""
 
   def __init__(self, prior, tokenizer, code_shape: tuple, sampler_kwargs: dict):
     self.code_shape = tuple(code_shape)
     graph_p, self.state_p = nnx.split(prior)
     graph_t, self.state_t = nnx.split(tokenizer)
-    # The tokenizer joins the prior's devices (replicated): a prior trained on a mesh samples there.
     sharding = jax.tree.leaves(self.state_p)[0].sharding
-    if isinstance(sharding, jax.sharding.NamedSharding):
-      self.state_t = jax.device_put(self.state_t, jax.sharding.NamedSharding(sharding.mesh, P()))
+    self.mesh = (sharding.mesh if isinstance(sharding, jax.sharding.NamedSharding)
+                 else sharding_lib.make_mesh(devices=list(sharding.device_set)[:1]))
+    self.state_t = jax.device_put(self.state_t, sharding_lib.replicated(self.mesh))
 
     def run(state_p, state_t, rng, labels):
       tokens = nnx.merge(graph_p, state_p).sample(rng, labels, **sampler_kwargs)
@@ -58,20 +61,24 @@ class Generator:
     self.compile_seconds = 0.0
 
   def __call__(self, labels: np.ndarray, rng: jax.Array, batch_size: int) -> dict:
-    """Samples for every label, in batches (the last padded). Returns tokens, images, labels, timing."""
+    """Samples for every label, in batches (the last padded; the size rounded down to whole rows per device).
+    Returns tokens, images, labels, timing."""
     n = len(labels)
+    multiple = sharding_lib.batch_multiple(self.mesh)
+    batch_size = max(multiple, batch_size // multiple * multiple)
     padded = np.concatenate([labels, np.full(-n % batch_size, labels[-1], labels.dtype)])
-    args = (self.state_p, self.state_t, rng, jnp.asarray(padded[:batch_size]))
+    rows = sharding_lib.process_rows(batch_size, self.mesh)
+    batches = [sharding_lib.global_batch({"label": padded[i:i + batch_size][rows]}, self.mesh)["label"]
+               for i in range(0, len(padded), batch_size)]
     start = time.perf_counter()
-    compiled = self._run.lower(*args).compile()
+    compiled = self._run.lower(self.state_p, self.state_t, rng, batches[0]).compile()
     self.compile_seconds = time.perf_counter() - start
     tokens, images = [], []
     start = time.perf_counter()
-    for i in range(0, len(padded), batch_size):
-      t, x = compiled(self.state_p, self.state_t, jax.random.fold_in(rng, i),
-                      jnp.asarray(padded[i:i + batch_size]))
-      tokens.append(np.asarray(t))
-      images.append(np.asarray(x))
+    for i, batch in enumerate(batches):
+      t, x = compiled(self.state_p, self.state_t, jax.random.fold_in(rng, i * batch_size), batch)
+      tokens.append(sharding_lib.to_host(t))
+      images.append(sharding_lib.to_host(x))
     seconds = time.perf_counter() - start
     return {"tokens": np.concatenate(tokens)[:n], "images": np.concatenate(images)[:n].astype(np.float32),
             "labels": labels.astype(np.int32), "seconds": seconds, "ms_per_image": 1000 * seconds / n,

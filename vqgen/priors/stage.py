@@ -13,7 +13,7 @@ from vqgen.priors import build_prior, sampler_kwargs
 from vqgen.priors.codes import cached_codes, load_tokenizer
 from vqgen.priors.generate import Generator, balanced_labels, save_samples
 from vqgen.priors.heads import Vocabulary
-from vqgen.train import writers
+from vqgen.train import sharding as sharding_lib, writers
 
 
 class ArraySource:
@@ -61,19 +61,26 @@ class PriorStage:
     return data_lib.train_dataset(source, batch_size=batch_size, seed=self.config.seed, image_size=None,
                                   process_index=process_index, process_count=process_count)
 
-  def validation_loss(self, model) -> dict:
-    """The training objective on the eval split's codes (no label or network dropout, a fixed key)."""
+  def validation_loss(self, model, mesh) -> dict:
+    """The training objective on the eval split's codes (no label or network dropout, a fixed key); each
+    process feeds its rows of every global batch."""
     c = self.config
     test = self.codes(self.tokenizer_config.data.eval_split)
     n = len(test["codes"]) if not c.data.eval_limit else min(c.data.eval_limit, len(test["codes"]))
     codes = test["codes"].reshape(len(test["codes"]), -1)[:n]
     labels = test["labels"][:n] if c.prior.num_classes else np.zeros(n, np.int32)
-    bs = min(c.data.eval_batch_size, n)
+    multiple = sharding_lib.batch_multiple(mesh)
+    bs = min(c.data.eval_batch_size, n) // multiple * multiple
+    if not bs:
+      raise ValueError(f"The validation loss needs at least {multiple} eval codes (one per batch-axis device "
+                       f"and process); data.eval_limit={c.data.eval_limit}.")
+    rows = sharding_lib.process_rows(bs, mesh)
     graphdef, state = nnx.split(model)
-    loss_fn = jax.jit(lambda s, x, y, r: nnx.merge(graphdef, s).loss(x, y, r, train=False))
+    loss_fn = jax.jit(lambda s, b, r: nnx.merge(graphdef, s).loss(b["codes"], b["label"], r, train=False))
     totals, count = {}, 0
     for i in range(0, n - bs + 1, bs):  # whole batches only: every batch weighs the same
-      loss, metrics = loss_fn(state, codes[i:i + bs], labels[i:i + bs], jax.random.key(i))
+      batch = {"codes": codes[i:i + bs][rows], "label": labels[i:i + bs][rows]}
+      loss, metrics = loss_fn(state, sharding_lib.global_batch(batch, mesh), jax.random.key(i))
       for k, v in {"loss": loss, **metrics}.items():
         totals[k] = totals.get(k, 0.0) + float(v)
       count += 1
@@ -82,10 +89,9 @@ class PriorStage:
   def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
     """Validation loss, then `sampling.num_samples` class-balanced samples decoded by the tokenizer
     (samples.npz / samples.png) and, with evaluation.metrics, their scores (evaluation/samples.py)."""
-    del mesh
     c = self.config
     model = make_model()
-    results = {"step": step, **self.validation_loss(model)}
+    results = {"step": step, **self.validation_loss(model, mesh)}
     generator = Generator(model, self.tokenizer, self.code_shape, sampler_kwargs(c))
     labels = balanced_labels(c.sampling.num_samples, c.prior.num_classes)
     if not c.prior.num_classes:

@@ -4,6 +4,7 @@ import math
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -62,6 +63,22 @@ def global_batch(local_batch: dict, mesh) -> dict:
   """Per-process numpy batch -> global jax.Arrays sharded on the batch axis (works on one or many hosts)."""
   sharding = batch_sharding(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def batch_multiple(mesh) -> int:
+  """Global batch sizes must be multiples of this: every process and batch-axis device gets whole rows."""
+  return math.lcm(batch_divisor(mesh), jax.process_count())
+
+
+def process_rows(global_size: int, mesh) -> slice:
+  """The rows of a global batch that this process feeds to `global_batch`."""
+  local = per_process_batch_size(global_size, mesh)
+  return slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-host sharded) array on every host."""
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def per_process_batch_size(global_size: int, mesh) -> int:
