@@ -59,6 +59,7 @@ class Generator:
     self._run = jax.jit(run)
     self.forward_passes = prior.forward_passes(**sampler_kwargs)
     self.compile_seconds = 0.0
+    self._compiled = {}
 
   def __call__(self, labels: np.ndarray, rng: jax.Array, batch_size: int) -> dict:
     """Samples for every label, in batches (the last padded; the size rounded down to whole rows per device).
@@ -70,9 +71,11 @@ class Generator:
     rows = sharding_lib.process_rows(batch_size, self.mesh)
     batches = [sharding_lib.global_batch({"label": padded[i:i + batch_size][rows]}, self.mesh)["label"]
                for i in range(0, len(padded), batch_size)]
-    start = time.perf_counter()
-    compiled = self._run.lower(self.state_p, self.state_t, rng, batches[0]).compile()
-    self.compile_seconds = time.perf_counter() - start
+    if batch_size not in self._compiled:  # compiled apart from the timed sampling, once per batch size
+      start = time.perf_counter()
+      self._compiled[batch_size] = self._run.lower(self.state_p, self.state_t, rng, batches[0]).compile()
+      self.compile_seconds = time.perf_counter() - start
+    compiled = self._compiled[batch_size]
     tokens, images = [], []
     start = time.perf_counter()
     for i, batch in enumerate(batches):
