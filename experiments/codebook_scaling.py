@@ -70,9 +70,18 @@ def write(rows, out, steps, quick):
            f"`python experiments/codebook_scaling.py{' --quick' if quick else ''}`.", "",
            "| quantizer | codes | test PSNR (dB) | usage | codes used | perplexity | minutes |",
            "|---|---:|---:|---:|---:|---:|---:|"]
-  lines += [f"| {r['quantizer']} | 2^{r['bits']} | {r['test_psnr']:.2f} | {r['codebook_usage']:.1%} | "
+  lines += [f"| {r['quantizer']} | 2^{r['bits']}"
+            + (f" ({r['codebook_size']})" if r["codebook_size"] != 2**r["bits"] else "") + f" | {r['test_psnr']:.2f} | {r['codebook_usage']:.1%} | "
             f"{r['codebook_usage'] * r['codebook_size']:.0f} | {r['codebook_perplexity']:.0f} | "
             f"{r['minutes']:.1f} |" for r in rows]
+  names = list(dict.fromkeys(r["quantizer"] for r in rows))
+  sizes = sorted({r["bits"] for r in rows})
+  cell = {(r["quantizer"], r["bits"]): r for r in rows}
+  for key, title, fmt in (("codebook_usage", "Usage", "{:.1%}"), ("test_psnr", "Test PSNR (dB)", "{:.2f}")):
+    lines += ["", f"{title} by codebook size:", "", "| codes | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    lines += [f"| 2^{b} | " + " | ".join(fmt.format(cell[n, b][key]) if (n, b) in cell else "" for n in names)
+              + " |" for b in sizes]
   lines += ["", "Paper's findings for comparison: " + PAPER]
   with open(out + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
