@@ -48,8 +48,10 @@ def quantizer(name: str, bits: int):
                                                          kmeans_init=True, **vq),
       "simvq": lambda: config_lib.quantizer_config("vq", simvq=True, **vq),
       "fsq": lambda: config_lib.quantizer_config("fsq", levels=RECOMMENDED_LEVELS[bits]),
-      "lfq": lambda: config_lib.quantizer_config("lfq", codebook_size=k,
-                                                 entropy_mode="exact" if bits <= 14 else "grouped"),
+      # The exact codebook entropy streams N x K soft assignments per step: beyond 2^12 codes that is hours of
+      # this CPU, so larger LFQs use the grouped bound (two groups, as MaskBit factorises).
+      "lfq": lambda: config_lib.quantizer_config("lfq", codebook_size=k, entropy_mode="exact" if bits <= 12
+                                                 else "grouped", group_size=1 if bits <= 12 else bits // 2),
       "bsq": lambda: config_lib.quantizer_config("bsq", dim=LATENT_DIM, num_bits=bits,
                                                  group_size=max(g for g in range(1, 8) if bits % g == 0)),
   }
