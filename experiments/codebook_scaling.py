@@ -68,7 +68,8 @@ def write(rows, out, steps, quick):
   lines = [f"# Codebook scaling on Fashion-MNIST ({'quick' if quick else 'full'} grid)", "",
            f"Demo encoder/decoder slimmed to {NETWORK['channels']} channels and {NETWORK['num_res_blocks']} "
            f"residual block (7x7 codes), {steps} steps at batch 128 for every run; PSNR over all 10k "
-           "test images; usage = codes used at least once on the test split. Command: "
+           "test images; usage = codes used at least once on the test split. LFQ's entropy penalty is exact up to "
+           "2^12 codes and the grouped bound (two groups of bits) beyond. Command: "
            f"`python experiments/codebook_scaling.py{' --quick' if quick else ''}`.", "",
            "| quantizer | codes | test PSNR (dB) | usage | codes used | perplexity | minutes |",
            "|---|---:|---:|---:|---:|---:|---:|"]
