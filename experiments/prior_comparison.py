@@ -3,6 +3,7 @@
   python experiments/prior_comparison.py --tokenizer=runs/demo/tokenizer          # 2400 steps each
   python experiments/prior_comparison.py --tokenizer=DIR --steps=4800 --priors=maskgit,autoregressive
   python experiments/prior_comparison.py --tokenizer=DIR --variant=width=192,depth=6 --tag=w192
+  python experiments/prior_comparison.py --tokenizer=DIR --resume        # only the priors not yet in the table
 
 Each prior is its config file (configs/prior/*_fashion_mnist.py) with the same network, batch and steps (plus
 `--variant`, the config files' own `key=value` overrides); its default sampler (MaskGIT 8 steps, AR one pass per
@@ -70,6 +71,8 @@ def main():
   parser.add_argument("--steps", type=int, default=2400)
   parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
   parser.add_argument("--tag", default="", help="suffix of the results files")
+  parser.add_argument("--resume", action="store_true", help="keep the rows of an earlier run with the same "
+                      "tokenizer and steps and train only the missing priors")
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "prior_comparison"))
   args = parser.parse_args()
   for name in args.priors.split(","):
@@ -81,7 +84,12 @@ def main():
   suffix = f"_{args.tag}" if args.tag else ""
   out = os.path.join(ROOT, "experiments", "results", "prior_comparison" + suffix)
   rows = []
+  if args.resume and os.path.exists(out + ".json"):
+    with open(out + ".json") as f:
+      rows = [r for r in json.load(f) if r["steps"] == args.steps and r["tokenizer"] == tokenizer]
   for name in args.priors.split(","):
+    if any(r["prior"] == name for r in rows):
+      continue
     variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}", args.variant) if v)
     c = config_lib.load_config(os.path.join(ROOT, f"configs/prior/{CONFIGS[name]}_fashion_mnist.py:{variant}"))
     workdir = os.path.join(args.workdir, name + suffix)
