@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from vqgen.quantizers import usage_and_perplexity
 from vqgen.train import sharding as sharding_lib
@@ -55,7 +54,7 @@ def evaluate_tokenizer(model, batches, mesh, codebook_size: int):
     stats, recon = step(state, batch)
     totals = stats if totals is None else jax.tree.map(jnp.add, totals, stats)
     if first is None:
-      first = tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in (batch["image"], recon))
+      first = tuple(sharding_lib.to_host(x) for x in (batch["image"], recon))
   totals = jax.device_get(totals)
   pixels = totals["count"] * np.prod(first[0].shape[1:])
   per_level = [usage_and_perplexity(jnp.asarray(c)) for c in totals["codes"]]
