@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 WORKDIR ?= runs/demo
+PRIOR ?= maskgit
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PY := $(VENV)/bin/python
 
@@ -30,7 +31,7 @@ data:
 	            "Install it by hand: apt-get install dataset-fashion-mnist"; exit 1; }
 
 demo: setup data
-	$(PY) -m vqgen.demo --workdir=$(WORKDIR)
+	$(PY) -m vqgen.demo --workdir=$(WORKDIR) --prior=$(PRIOR)
 
 test: setup data
 	$(PY) -m pytest tests
