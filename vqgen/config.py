@@ -60,6 +60,9 @@ def tokenizer_config() -> ml_collections.ConfigDict:
 PRIOR_VARIANTS = {
     "tokenizer": ("tokenizer_workdir", str),
     "steps": ("train.steps", int),
+    "batch_size": ("data.batch_size", int),
+    "learning_rate": ("optimizer.learning_rate", float),
+    "label_smoothing": ("prior.label_smoothing", float),
     "width": ("network.width", int),
     "depth": ("network.depth", int),
     "head": ("network.head", str),
