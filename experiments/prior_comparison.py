@@ -67,6 +67,7 @@ def main():
   parser.add_argument("--tokenizer", default="", help="a trained tokenizer workdir (default: train the demo's)")
   parser.add_argument("--priors", default=",".join(PRIOR_CONFIGS))
   parser.add_argument("--steps", type=int, default=2400)
+  parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
   parser.add_argument("--tag", default="", help="suffix of the results files")
   parser.add_argument("--resume", action="store_true", help="keep the rows of an earlier run with the same "
@@ -84,11 +85,13 @@ def main():
   rows = []
   if args.resume and os.path.exists(out + ".json"):
     with open(out + ".json") as f:
-      rows = [r for r in json.load(f) if r["steps"] == args.steps and r["tokenizer"] == tokenizer]
+      rows = [r for r in json.load(f) if r["steps"] == args.steps and r["tokenizer"] == tokenizer
+              and r["batch_size"] == args.batch_size]
   for name in args.priors.split(","):
     if any(r["prior"] == name for r in rows):
       continue
-    variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}", args.variant) if v)
+    variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}",
+                                         f"batch_size={args.batch_size}", args.variant) if v)
     c = config_lib.load_config(prior_config_path(name, variant))
     workdir = os.path.join(args.workdir, name + suffix)
     start = time.perf_counter()

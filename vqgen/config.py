@@ -65,6 +65,7 @@ PRIOR_VARIANTS = {
     "label_smoothing": ("prior.label_smoothing", float),
     "width": ("network.width", int),
     "depth": ("network.depth", int),
+    "positions": ("network.positions", str),
     "head": ("network.head", str),
     "num_classes": ("prior.num_classes", int),
     "guidance": ("sampling.guidance_scale", float),
