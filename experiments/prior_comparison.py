@@ -26,7 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vqgen import config as config_lib  # noqa: E402
-from vqgen.demo import PRIOR_CONFIGS, prior_config_path  # noqa: E402
 from vqgen.stages import run  # noqa: E402
 
 
@@ -65,7 +64,7 @@ def write(rows, out, args):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--tokenizer", default="", help="a trained tokenizer workdir (default: train the demo's)")
-  parser.add_argument("--priors", default=",".join(PRIOR_CONFIGS))
+  parser.add_argument("--priors", default=",".join(config_lib.PRIOR_CONFIGS))
   parser.add_argument("--steps", type=int, default=2400)
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
@@ -75,8 +74,8 @@ def main():
   parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "prior_comparison"))
   args = parser.parse_args()
   for name in args.priors.split(","):
-    if name not in PRIOR_CONFIGS:
-      parser.error(f"unknown prior {name!r}; choose from {sorted(PRIOR_CONFIGS)}")
+    if name not in config_lib.PRIOR_CONFIGS:
+      parser.error(f"unknown prior {name!r}; choose from {sorted(config_lib.PRIOR_CONFIGS)}")
   tokenizer = os.path.abspath(args.tokenizer) if args.tokenizer else os.path.join(args.workdir, "tokenizer")
   if not args.tokenizer:
     run(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), tokenizer)
@@ -92,7 +91,7 @@ def main():
       continue
     variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}",
                                          f"batch_size={args.batch_size}", args.variant) if v)
-    c = config_lib.load_config(prior_config_path(name, variant))
+    c = config_lib.load_config(config_lib.prior_config_path(name, variant))
     workdir = os.path.join(args.workdir, name + suffix)
     start = time.perf_counter()
     results = run(c, workdir)

@@ -126,7 +126,6 @@ def test_optional_quantizer_arguments_are_overridable():
 
 def test_demo_prior_choices_name_their_config_files():
   """`make demo PRIOR=...` / experiments/prior_comparison.py: each family maps to a config file of that family."""
-  from vqgen.demo import PRIOR_CONFIGS, prior_config_path  # pylint: disable=import-outside-toplevel
-  for name in PRIOR_CONFIGS:
-    c = config_lib.load_config(prior_config_path(name, "tokenizer=/tokenizer,steps=7"))
+  for name in config_lib.PRIOR_CONFIGS:
+    c = config_lib.load_config(config_lib.prior_config_path(name, "tokenizer=/tokenizer,steps=7"))
     assert (c.prior.name, c.tokenizer_workdir, c.train.steps) == (name, "/tokenizer", 7)

@@ -306,6 +306,18 @@ def _validate_prior(c) -> None:
          "must name the workdir of a trained tokenizer (python -m vqgen.main --config=configs/demo.py ...)")
 
 
+# Each prior family's Fashion-MNIST config file: configs/prior/<file>_fashion_mnist.py (`make demo PRIOR=...`).
+PRIOR_CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
+                 "uniform_diffusion": "uniform_diffusion"}
+
+
+def prior_config_path(name: str, variant: str = "") -> str:
+  """The config spec (file[:variant]) of a prior family on Fashion-MNIST codes."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = os.path.join(root, "configs", "prior", f"{PRIOR_CONFIGS[name]}_fashion_mnist.py")
+  return f"{path}:{variant}" if variant else path
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`path/to/config.py[:variant]` -> its get_config(variant), as `--config=` would load it (for notebooks)."""
   path, _, arg = spec.partition(":")

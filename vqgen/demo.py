@@ -2,7 +2,7 @@
 
 Stage 1 trains the FSQ tokenizer of configs/demo.py in DIR/tokenizer; stage 2 trains the class-conditional
 MaskGIT of configs/prior/maskgit_fashion_mnist.py (or, with --prior, another family's config file of the same
-network and budget) over its codes in DIR/prior, draws 1000 class-balanced
+network and about the same compute) over its codes in DIR/prior, draws 1000 class-balanced
 samples and scores them (in-domain Frechet distance, precision/recall, class accuracy, beside the real-vs-real
 floor and the tokenizer's reconstruction distance). DIR/samples.npz, DIR/samples.png (one row per class) and
 DIR/metrics.json (both stages) are the results. Each stage resumes from its checkpoints when run again.
@@ -16,20 +16,11 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-# Each prior family's Fashion-MNIST config file: configs/prior/<file>_fashion_mnist.py.
-PRIOR_CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
-                 "uniform_diffusion": "uniform_diffusion"}
 NAMES = {"maskgit": "MaskGIT", "autoregressive": "Autoregressive", "diffusion": "Masked-diffusion",
          "uniform_diffusion": "Uniform-diffusion"}
 flags.DEFINE_string("workdir", "runs/demo", "Where both stages and the results go.")
-flags.DEFINE_enum("prior", "maskgit", list(PRIOR_CONFIGS), "The stage-2 prior family.")
+flags.DEFINE_enum("prior", "maskgit", ["maskgit", "autoregressive", "diffusion", "uniform_diffusion"], "The stage-2 prior family.")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def prior_config_path(name: str, variant: str = "") -> str:
-  """The config spec (file:variant) of a prior family on Fashion-MNIST codes."""
-  path = os.path.join(ROOT, "configs", "prior", f"{PRIOR_CONFIGS[name]}_fashion_mnist.py")
-  return f"{path}:{variant}" if variant else path
 
 
 def main(argv):
@@ -44,7 +35,7 @@ def main(argv):
   tokenizer_dir, prior_dir = os.path.join(workdir, "tokenizer"), os.path.join(workdir, "prior")
   tokenizer = run(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), tokenizer_dir)
   minutes_1 = (time.perf_counter() - start) / 60
-  prior_config = config_lib.load_config(prior_config_path(FLAGS.prior, f"tokenizer={tokenizer_dir}"))
+  prior_config = config_lib.load_config(config_lib.prior_config_path(FLAGS.prior, f"tokenizer={tokenizer_dir}"))
   prior = run(prior_config, prior_dir)
   minutes = (time.perf_counter() - start) / 60
   for name in ("samples.npz", "samples.png"):
