@@ -40,13 +40,14 @@ def main(argv):
   minutes = (time.perf_counter() - start) / 60
   for name in ("samples.npz", "samples.png"):
     shutil.copy(os.path.join(prior_dir, name), os.path.join(workdir, name))
-  results = {"tokenizer": tokenizer, "prior": prior, "minutes": {"tokenizer": minutes_1, "total": minutes}}
+  results = {"tokenizer": tokenizer, "prior": prior,
+             "minutes": {"tokenizer": minutes_1, "prior": minutes - minutes_1, "total": minutes}}
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump(results, f, indent=2)
   print(f"\nTokenizer: test PSNR {tokenizer['test_psnr']:.2f} dB, codebook usage "
         f"{100 * tokenizer['codebook_usage']:.1f}% ({minutes_1:.1f} min)")
   print(f"{NAMES[FLAGS.prior]} prior: validation loss {prior['val_loss']:.3f} nats/token, "
-        f"{prior['sample_forward_passes']} forward passes per batch of samples")
+        f"{prior['sample_forward_passes']} forward passes per batch of samples ({minutes - minutes_1:.1f} min)")
   if "sample_fd" in prior:
     print(format_scores(prior))
   print(f"Results in {workdir}: samples.png, samples.npz, metrics.json ({minutes:.1f} min in all)")
