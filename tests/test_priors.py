@@ -160,6 +160,11 @@ def test_guidance_at_its_identity_scale_equals_the_conditional_model():
   np.testing.assert_allclose(np.asarray(zero), np.asarray(unconditional), atol=1e-5)
   assert float(sampling.guidance_scale_at(3.0, 0.0, "linear")) == 1.0
   assert float(sampling.guidance_scale_at(3.0, 1.0, "cosine")) == pytest.approx(3.0)
+  assert float(sampling.guidance_scale_at(3.0, 0.25, "linear")) == pytest.approx(1.5)
+  assert float(sampling.guidance_scale_at(3.0, 0.25, "cosine")) == pytest.approx(2.0 - np.sqrt(0.5))
+  assert float(sampling.guidance_scale_at(3.0, 0.25, "constant")) == 3.0
+  with pytest.raises(ValueError, match="guidance schedule"):
+    sampling.guidance_scale_at(3.0, 0.5, "cosin")
 
 
 @pytest.mark.parametrize("head,groups,base", [("full", 1, 256), ("factorized", 2, 16), ("per_bit", 8, 2)])

@@ -69,6 +69,7 @@ PRIOR_VARIANTS = {
     "head": ("network.head", str),
     "num_classes": ("prior.num_classes", int),
     "guidance": ("sampling.guidance_scale", float),
+    "guidance_schedule": ("sampling.guidance_schedule", str),
     "sampling_steps": ("sampling.steps", int),
     "num_samples": ("sampling.num_samples", int),
 }

@@ -28,12 +28,7 @@ def guidance_scale_at(scale: float, progress, schedule: str = "constant"):
     return 1.0
   if schedule == "constant":
     return jnp.asarray(scale, jnp.float32)
-  if schedule == "linear":
-    ramp = progress
-  elif schedule == "cosine":
-    ramp = (1.0 - jnp.cos(jnp.pi * progress)) / 2.0
-  else:
-    raise ValueError(f"guidance schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}.")
+  ramp = progress if schedule == "linear" else (1.0 - jnp.cos(jnp.pi * progress)) / 2.0  # cosine
   return 1.0 + (scale - 1.0) * ramp
 
 
