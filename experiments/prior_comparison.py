@@ -90,7 +90,7 @@ def main():
     if any(r["prior"] == name for r in rows):
       continue
     variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}",
-                                         f"batch_size={args.batch_size}", args.variant) if v)
+                                   f"batch_size={args.batch_size}", args.variant) if v)
     c = config_lib.load_config(config_lib.prior_config_path(name, variant))
     workdir = os.path.join(args.workdir, name + suffix)
     start = time.perf_counter()

@@ -15,11 +15,11 @@ import time
 
 from absl import app, flags
 
+from vqgen import config as config_lib
+
 FLAGS = flags.FLAGS
-NAMES = {"maskgit": "MaskGIT", "autoregressive": "Autoregressive", "diffusion": "Masked-diffusion",
-         "uniform_diffusion": "Uniform-diffusion"}
 flags.DEFINE_string("workdir", "runs/demo", "Where both stages and the results go.")
-flags.DEFINE_enum("prior", "maskgit", ["maskgit", "autoregressive", "diffusion", "uniform_diffusion"], "The stage-2 prior family.")
+flags.DEFINE_enum("prior", "maskgit", list(config_lib.PRIOR_CONFIGS), "The stage-2 prior family.")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,7 +27,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # pylint: disable=import-outside-toplevel
-  from vqgen import config as config_lib
   from vqgen.evaluation.samples import format_scores
   from vqgen.stages import run
   workdir = os.path.abspath(FLAGS.workdir)
@@ -46,7 +45,7 @@ def main(argv):
     json.dump(results, f, indent=2)
   print(f"\nTokenizer: test PSNR {tokenizer['test_psnr']:.2f} dB, codebook usage "
         f"{100 * tokenizer['codebook_usage']:.1f}% ({minutes_1:.1f} min)")
-  print(f"{NAMES[FLAGS.prior]} prior: validation loss {prior['val_loss']:.3f} nats/token, "
+  print(f"Prior ({FLAGS.prior}): validation loss {prior['val_loss']:.3f} nats/token, "
         f"{prior['sample_forward_passes']} forward passes per batch of samples ({minutes - minutes_1:.1f} min)")
   if "sample_fd" in prior:
     print(format_scores(prior))
