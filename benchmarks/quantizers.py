@@ -33,7 +33,8 @@ CASES = {
     "lfq_2^10": ("LFQ(2**10)", "LFQ(codebook_size=2**10, dim=10, entropy_loss_weight=0.1)", 10, N),
     "lfq_2^16": ("LFQ(2**16)", "LFQ(codebook_size=2**16, dim=16, entropy_loss_weight=0.1)", 16, N),
     "lfq_2^18_2048tok": ("LFQ(2**18)", "LFQ(codebook_size=2**18, dim=18, entropy_loss_weight=0.1)", 18, 2048),
-    "rvq_8x1024": ("Residual('vq', 8, dim=64, codebook_size=1024, learning='ema', rngs=nnx.Rngs(0))",
+    "rvq_8x1024": ("build_quantizer('residual', quantizer='vq', num_quantizers=8, dim=64, codebook_size=1024, "
+                   "learning='ema', rngs=nnx.Rngs(0))",
                    "ResidualVQ(dim=64, num_quantizers=8, codebook_size=1024)", 64, N),
 }
 
@@ -56,7 +57,7 @@ def run_vqgen(name, repeats):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel,unused-import
-  from vqgen.quantizers import FSQ, LFQ, VQ, Residual  # pylint: disable=import-outside-toplevel,unused-import
+  from vqgen.quantizers import FSQ, LFQ, VQ, build_quantizer  # pylint: disable=import-outside-toplevel,unused-import
   source, _, dim, n = CASES[name]
   model = eval(source)  # pylint: disable=eval-used
   graphdef, state = nnx.split(model)

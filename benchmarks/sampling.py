@@ -23,8 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
-from vqgen.priors import build_prior  # noqa: E402
-from vqgen.tokenizers.tokenizer import build_tokenizer  # noqa: E402
+from vqgen.stages import build  # noqa: E402
 
 CASES = [("maskgit", "MaskGIT T=4", dict(steps=4)), ("maskgit", "MaskGIT T=8", dict(steps=8)),
          ("maskgit", "MaskGIT T=16", dict(steps=16)),
@@ -55,7 +54,7 @@ def main():
   rows = []
   for name, label, kwargs in CASES:
     c = config_lib.load_config(os.path.join(ROOT, "configs/prior", CONFIGS[name]) + ":tokenizer=unused")
-    prior = build_prior(c, 1000, (7, 7), nnx.Rngs(0))
+    prior = build.prior(c, 1000, (7, 7), nnx.Rngs(0))
     graphdef, state = nnx.split(prior)
     nfe = prior.forward_passes(**kwargs)
     for batch in [int(b) for b in args.batches.split(",")]:
@@ -66,7 +65,7 @@ def main():
                    "ms_per_image": 1000 * seconds / batch,
                    "network": f"width {c.network.width}, depth {c.network.depth}"})
       print(rows[-1], flush=True)
-  tok = build_tokenizer(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), nnx.Rngs(0))
+  tok = build.tokenizer(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), nnx.Rngs(0))
   graph_t, state_t = nnx.split(tok)
   decode = jax.jit(lambda s, x: nnx.merge(graph_t, s).decode(x))
   decode_ms = 1000 * best_time(lambda: decode(state_t, jnp.zeros((64, 7, 7), jnp.int32)), args.repeats) / 64

@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
-from vqgen.main import get_stage  # noqa: E402
+from vqgen.stages import get_stage  # noqa: E402
 from vqgen.train import sharding as sharding_lib  # noqa: E402
 from vqgen.train.optim import build_optimizer  # noqa: E402
 from vqgen.train.state import ModelSpec, create_train_state  # noqa: E402

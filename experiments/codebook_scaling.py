@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
-from vqgen.main import run  # noqa: E402
+from vqgen.stages import run  # noqa: E402
 from vqgen.quantizers import RECOMMENDED_LEVELS  # noqa: E402
 
 LATENT_DIM = 16  # encoder output channels for the quantizers that project (VQ family, BSQ)

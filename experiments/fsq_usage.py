@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
-from vqgen.main import run  # noqa: E402
+from vqgen.stages import run  # noqa: E402
 
 VARIANTS = {
     "demo (64 ch, 2 res blocks)": {},

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vqgen.quantizers import FSQ, Grouped, Residual
+from vqgen.quantizers import FSQ, VQ, Grouped, Residual, build_quantizer
 
 
 @pytest.mark.parametrize("name, kwargs", [
@@ -17,7 +17,7 @@ def test_residual_error_decreases_with_depth(name, kwargs):
   z = jax.random.normal(jax.random.key(0), (512, 3)) * 0.5
   errors = []
   for depth in (1, 2, 4):
-    q = Residual(name, depth, rngs=nnx.Rngs(0), **kwargs)
+    q = build_quantizer("residual", quantizer=name, num_quantizers=depth, rngs=nnx.Rngs(0), **kwargs)
     out = q(z, train=name == "vq")  # VQ: k-means init on the first (training) call
     if name == "vq":
       out = q(z, train=False)
@@ -28,7 +28,7 @@ def test_residual_error_decreases_with_depth(name, kwargs):
 
 
 def test_residual_fsq_scales_and_round_trip():
-  q = Residual("fsq", 3, levels=(5, 5))
+  q = Residual(lambda: FSQ((5, 5)), 3)
   np.testing.assert_allclose(np.asarray(q.scale(2)), [1 / 16, 1 / 16])
   indices = jax.random.randint(jax.random.key(1), (100, 3), 0, 25)
   codes = q.indices_to_codes(indices)
@@ -37,7 +37,8 @@ def test_residual_fsq_scales_and_round_trip():
 
 
 def test_residual_commitment_on_cumulative_sums():
-  q = Residual("vq", 2, dim=4, codebook_size=16, rngs=nnx.Rngs(0))
+  rngs = nnx.Rngs(0)
+  q = Residual(lambda: VQ(dim=4, codebook_size=16, rngs=rngs), 2)
   z = jax.random.normal(jax.random.key(2), (64, 4))
   out = q(z)
   c1 = q.levels[0].indices_to_codes(out.indices[:, 0])
@@ -48,7 +49,7 @@ def test_residual_commitment_on_cumulative_sums():
 
 
 def test_quantizer_dropout_keeps_shapes_and_valid_indices():
-  q = Residual("fsq", 4, levels=(8, 5, 5, 5), quantizer_dropout=0.9, rngs=nnx.Rngs(3))
+  q = Residual(lambda: FSQ((8, 5, 5, 5)), 4, quantizer_dropout=0.9, rngs=nnx.Rngs(3))
   z = jax.random.normal(jax.random.key(4), (256, 4))
   full = q(z, train=False)
   dropped = q(z, train=True)
@@ -65,13 +66,15 @@ def test_quantizer_dropout_keeps_shapes_and_valid_indices():
 
 
 def test_shared_codebook_is_one_module():
-  q = Residual("vq", 3, dim=4, codebook_size=8, shared_codebook=True, rngs=nnx.Rngs(0))
+  rngs = nnx.Rngs(0)
+  q = Residual(lambda: VQ(dim=4, codebook_size=8, rngs=rngs), 3, shared_codebook=True)
   params = nnx.state(q, nnx.Param)
   assert sum(x.size for x in jax.tree.leaves(params)) == 8 * 4
 
 
 def test_grouped_splits_channels():
-  q = Grouped("fsq", 2, 6, levels=(8, 6, 5))
+  q = Grouped(lambda: FSQ((8, 6, 5)), 2)
+  assert q.dim == 6
   z = jax.random.normal(jax.random.key(5), (10, 6))
   out = q(z)
   assert out.indices.shape == (10, 2)
@@ -79,16 +82,30 @@ def test_grouped_splits_channels():
   np.testing.assert_array_equal(np.asarray(out.indices[:, 1]), np.asarray(single(z[:, 3:]).indices))
   np.testing.assert_array_equal(np.asarray(q.codes_to_indices(q.indices_to_codes(out.indices))),
                                 np.asarray(out.indices))
-  v = Grouped("vq", 4, 16, codebook_size=32, rngs=nnx.Rngs(0))
-  assert v(jnp.ones((3, 16))).indices.shape == (3, 4)
+  v = build_quantizer("grouped", quantizer="vq", groups=4, dim=4, codebook_size=32, rngs=nnx.Rngs(0))
+  assert v.dim == 16 and v(jnp.ones((3, 16))).indices.shape == (3, 4)
+
+
+def test_registry_builds_composites_like_their_constructors():
+  """build_quantizer passes the composite's own arguments to it and the rest to every level, drawing the same
+  random numbers as the constructor called by hand."""
+  by_name = build_quantizer("residual", quantizer="vq", num_quantizers=2, shared_codebook=False, dim=4,
+                            codebook_size=16, commitment_weight=0.5, rngs=nnx.Rngs(7))
+  rngs = nnx.Rngs(7)
+  by_hand = Residual(lambda: VQ(dim=4, codebook_size=16, commitment_weight=0.5, rngs=rngs), 2, rngs=rngs)
+  assert by_name.levels[1].commitment_weight == 0.5
+  jax.tree.map(np.testing.assert_array_equal, nnx.state(by_name, nnx.Param).to_pure_dict(),
+               nnx.state(by_hand, nnx.Param).to_pure_dict())
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda: Grouped("vq", 3, 16, codebook_size=8, rngs=nnx.Rngs(0)), "must divide"),
-    (lambda: Grouped("fsq", 2, 6, levels=(8, 5)), "takes 2"),
-    (lambda: Residual("fsq", 2, levels=(5,), shared_codebook=True), "no learned codebook"),
-    (lambda: Residual("fsq", 2, levels=(5,), quantizer_dropout=0.5), "pass rngs"),
+    (lambda: Grouped(lambda: FSQ((8, 5)), 0), "groups >= 1"),
+    (lambda: build_quantizer("grouped", groups=2, levels=(8, 5)), "quantizer=<the family"),
+    (lambda: build_quantizer("residual", quantizer="fsq", num_quantizers=2, levels=(5,), codebook_size=8),
+     "unexpected keyword argument 'codebook_size'"),
+    (lambda: Residual(lambda: FSQ((5,)), 2, shared_codebook=True), "no learned codebook"),
+    (lambda: Residual(lambda: FSQ((5,)), 2, quantizer_dropout=0.5), "pass rngs"),
 ])
 def test_impossible_composites(build, message):
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises((ValueError, TypeError), match=message):
     build()

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TINY_FLAGS
 from test_config import CONFIG_FILES, ROOT, load
-from vqgen.main import run
+from vqgen.stages import run
 
 TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=2"]
 

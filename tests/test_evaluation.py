@@ -6,7 +6,8 @@ import numpy as np
 from flax import nnx
 
 from vqgen.data import eval_batches
-from vqgen.evaluation.reconstruction import evaluate_tokenizer, psnr_from_mse
+from vqgen.evaluation.reconstruction import psnr_from_mse
+from vqgen.stages.tokenizer import evaluate_tokenizer
 from vqgen.quantizers import QuantizerOutput
 from vqgen.train import sharding as sharding_lib
 

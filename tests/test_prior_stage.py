@@ -3,6 +3,7 @@ step == one device, and sample scores with a (briefly trained) classifier."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,10 +13,10 @@ import pytest
 
 from conftest import tiny_config
 from test_config import CONFIG_FILES, ROOT, load
-from vqgen.main import run
-from vqgen.priors import codes as codes_lib, sampler_kwargs
-from vqgen.priors.generate import Generator, balanced_labels
-from vqgen.priors.stage import PriorStage
+from vqgen.evaluation.samples import format_scores
+from vqgen.stages import PriorStage, TokenizerStage, build, codes as codes_lib, load_run, run
+from vqgen.stages.classifier import feature_classifier, sample_scorer
+from vqgen.stages.generate import Generator, balanced_labels
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.optim import build_optimizer
 from vqgen.train.state import ModelSpec, create_train_state
@@ -55,7 +56,7 @@ def test_prior_config_smoke(path, tokenizer_dir, tmp_path):
 
 
 def test_code_cache_is_reused_keyed_by_weights_and_survives_corruption(tokenizer_dir):
-  config, tokenizer = codes_lib.load_tokenizer(tokenizer_dir)
+  config, tokenizer, _ = load_run(tokenizer_dir, TokenizerStage)
   first = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
   assert first["codes"].shape == (10000, 7, 7) and first["labels"].shape == (10000,)
   mtime = os.path.getmtime(first["path"])
@@ -89,6 +90,9 @@ def test_sample_cli_writes_samples_and_reports_nfe(tokenizer_dir, tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "3 sequential forward passes" in result.stdout
+  assert not re.search(r"^I\d{4} ", result.stdout + result.stderr, re.M)  # no absl INFO records on the console
+  with open(tmp_path / "out" / "log.txt") as f:
+    assert "checkpoint" in f.read().lower()  # Orbax's restore records went to the log file
   with np.load(tmp_path / "out" / "samples.npz") as f:
     assert f["images"].shape == (6, 28, 28, 1) and set(f["labels"].tolist()) == {3}
   bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--labels=12"],
@@ -130,7 +134,7 @@ def test_prior_evaluation_on_eight_devices_equals_one_device(tokenizer_dir):
     spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
     state, _ = create_train_state(spec, build_optimizer(config.optimizer, 1), jax.random.key(0), use_ema=False)
     model = spec.merge(state.params, state.rest)
-    generator = Generator(model, stage.tokenizer, stage.code_shape, sampler_kwargs(config))
+    generator = Generator(model, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config))
     samples = generator(balanced_labels(20, 10), jax.random.key(3), batch_size=8)
     return stage.validation_loss(model, mesh), samples
 
@@ -145,11 +149,11 @@ def test_prior_evaluation_on_eight_devices_equals_one_device(tokenizer_dir):
 
 
 def test_sample_scores_sit_beside_their_floors(tokenizer_dir, tmp_path):
-  from vqgen.evaluation import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
-  from vqgen.evaluation.samples import SampleScorer, format_scores  # pylint: disable=import-outside-toplevel
-  classifier_lib.load_or_train(str(tmp_path / "clf"), max_steps=40)
-  config, tokenizer = codes_lib.load_tokenizer(tokenizer_dir)
-  scorer = SampleScorer(tokenizer, config, classifier_dir=str(tmp_path / "clf"))
+  _, accuracy = feature_classifier(str(tmp_path / "clf"), steps=40)
+  assert 0.5 < accuracy < 1  # 40 steps at batch 128 already separate most classes
+  config, tokenizer, _ = load_run(tokenizer_dir, TokenizerStage)
+  scorer = sample_scorer(tokenizer, config, classifier_workdir=str(tmp_path / "clf"))
+  assert scorer.classifier_accuracy == accuracy  # the finished run is restored, not retrained
   real = scorer.train_images[1000:1200]
   labels = np.zeros(200, np.int32)
   good = scorer.score(real, labels)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from vqgen.quantizers import BSQ, LFQ, VQ, Residual
+from vqgen.quantizers import BSQ, LFQ, VQ, build_quantizer
 from vqgen.train import sharding as sharding_lib
 
 CASES = {
@@ -15,7 +15,8 @@ CASES = {
                                      rngs=nnx.Rngs(0)),
     "lfq_exact": lambda: LFQ(256, dim=8, chunk=64, rngs=nnx.Rngs(0)),
     "bsq": lambda: BSQ(dim=8, num_bits=8, group_size=4, rngs=nnx.Rngs(0)),
-    "residual_vq": lambda: Residual("vq", 3, dim=8, codebook_size=32, learning="ema", rngs=nnx.Rngs(0)),
+    "residual_vq": lambda: build_quantizer("residual", quantizer="vq", num_quantizers=3, dim=8, codebook_size=32,
+                                           learning="ema", rngs=nnx.Rngs(0)),
 }
 
 

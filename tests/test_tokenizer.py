@@ -8,7 +8,7 @@ from flax import nnx
 
 from conftest import tiny_config
 from vqgen.images import make_grid
-from vqgen.tokenizers import build_tokenizer
+from vqgen.stages import build
 from vqgen.tokenizers.conv import depth_to_space, space_to_depth
 from vqgen.tokenizers.losses import tokenizer_losses
 
@@ -16,7 +16,7 @@ from vqgen.tokenizers.losses import tokenizer_losses
 @pytest.mark.parametrize("patch_size, mults", [(1, (1, 2, 2)), (4, (1,)), (2, (1, 2))])
 def test_encode_decode_match_forward(patch_size, mults):
   config = tiny_config(**{"model.patch_size": patch_size, "model.channel_multipliers": mults})
-  model = build_tokenizer(config, nnx.Rngs(0))
+  model = build.tokenizer(config, nnx.Rngs(0))
   images = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
   recon, q = model(images, train=False)
   indices = model.encode(images)
@@ -37,7 +37,7 @@ def test_space_to_depth_round_trip():
 
 def test_bfloat16_compute_keeps_float32_outputs():
   config = tiny_config(**{"model.compute_dtype": "bfloat16"})
-  model = build_tokenizer(config, nnx.Rngs(0))
+  model = build.tokenizer(config, nnx.Rngs(0))
   images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
   recon, q = model(images)
   assert recon.dtype == jnp.float32 and q.quantized.dtype == jnp.float32 and q.indices.dtype == jnp.int32

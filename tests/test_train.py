@@ -1,15 +1,13 @@
 """The trainer: sharded step equals one device, cross-mesh restore, exact resume, NaN stop, corrupt checkpoints."""
 
 import os
-import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import tiny_config
-from vqgen.tokenizers.stage import TokenizerStage
+from vqgen.stages import TokenizerStage
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.optim import build_optimizer

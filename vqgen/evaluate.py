@@ -1,50 +1,6 @@
-"""Score samples: `python -m vqgen.evaluate --samples=DIR/samples.npz [--tokenizer_workdir=DIR]`.
+"""`python -m vqgen.evaluate`: the same as `python -m vqgen.cli.evaluate` (see there)."""
 
-Prints the Frechet distance, precision/recall (k = 3) and class accuracy of the samples on the in-domain
-Fashion-MNIST classifier's features, each beside the real-vs-real floor at the same sample count and (with a
-tokenizer) the tokenizer's reconstruction distance, and writes them as JSON next to the samples (or --output).
-The classifier is trained and cached on first use (`python -m vqgen.evaluation.classifier`).
-"""
-
-import json
-import os
-
-import numpy as np
-from absl import app, flags
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("samples", None, "A samples.npz with `images` (float32 NHWC in [0, 1]) and `labels`.")
-flags.DEFINE_string("tokenizer_workdir", None, "Tokenizer run whose reconstruction distance to print beside.")
-flags.DEFINE_string("output", None, "Where to write the scores (default: sample_metrics.json by the samples).")
-flags.mark_flags_as_required(["samples"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  # pylint: disable=import-outside-toplevel
-  from vqgen.evaluation.samples import format_scores, score_samples
-  from vqgen.priors.codes import load_tokenizer
-  if not os.path.exists(FLAGS.samples):
-    raise FileNotFoundError(f"{FLAGS.samples} does not exist (write one with python -m vqgen.sample).")
-  with np.load(FLAGS.samples) as f:
-    images, labels = f["images"], f["labels"] if "labels" in f else None
-  if labels is not None and labels.max() >= 10:  # the null class: unconditional samples
-    labels = None
-  tokenizer, config = None, None
-  if FLAGS.tokenizer_workdir:
-    config, tokenizer = load_tokenizer(FLAGS.tokenizer_workdir)
-  scores = score_samples(images, labels, tokenizer, config)
-  print(format_scores(scores))
-  output = FLAGS.output or os.path.join(os.path.dirname(os.path.abspath(FLAGS.samples)), "sample_metrics.json")
-  with open(output, "w") as f:
-    json.dump(scores, f, indent=2)
-  print(f"wrote {output}")
-
-
-def cli():
-  app.run(main)
-
+from vqgen.cli.evaluate import cli
 
 if __name__ == "__main__":
   cli()

@@ -11,9 +11,7 @@ LEVELS = (8, 5, 5, 5)
 
 def get_config(arg: str | None = None):
   c = config_lib.tokenizer_config()
-  c.quantizer = config_lib.quantizer_config("grouped", quantizer="fsq", groups=2, dim=2 * len(LEVELS),
-                                            levels=LEVELS)
+  c.quantizer = config_lib.quantizer_config("grouped", quantizer="fsq", groups=2, levels=LEVELS)
   config_lib.parse_variant(arg, c, {"groups": ("quantizer.groups", int), "steps": ("train.steps", int)})
-  c.quantizer.dim = c.quantizer.groups * len(LEVELS)
   c.lock()
   return c

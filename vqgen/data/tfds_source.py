@@ -13,7 +13,7 @@ class TFDSSource:
   def __init__(self, name: str, split: str, data_dir: str | None = None,
                image_key: str = "image", label_key: str = "label"):
     try:
-      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
     except ImportError as e:
       raise ImportError(f"Loading the TFDS dataset {name!r} needs tensorflow-datasets "
                         "(pip install -r requirements.txt).") from e

@@ -10,17 +10,17 @@ import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from vqgen.quantizers import usage_and_perplexity
-from vqgen.train import sharding as sharding_lib
 
 
 def psnr_from_mse(mse: float) -> float:
   return float(10.0 * np.log10(1.0 / mse))
 
 
-def _batch_stats(model, batch, codebook_size):
+def batch_statistics(model, batch: dict, codebook_size: int) -> tuple[dict, jax.Array]:
+  """Sums over one padded batch {image, mask} (squared error, SSIM, count, per-level code counts) to add across
+  batches, and the clipped reconstructions."""
   images, mask = batch["image"], batch["mask"]
   recon, q = model(images, train=False)
   recon = jnp.clip(recon, 0.0, 1.0)
@@ -37,35 +37,16 @@ def _batch_stats(model, batch, codebook_size):
   return {"sq_err": sq_err, "ssim": ssim, "count": m.sum(), "codes": counts}, recon
 
 
-def evaluate_tokenizer(model, batches, mesh, codebook_size: int):
-  """Runs `model` over `batches` (per-process dicts with image/mask).
-
-  Returns (metrics, (images, reconstructions) of the first global batch as numpy arrays).
-  """
-  graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def step(state, batch):
-    return _batch_stats(nnx.merge(graphdef, state), batch, codebook_size)
-
-  totals, first = None, None
-  for local in batches:
-    batch = sharding_lib.global_batch(local, mesh)
-    stats, recon = step(state, batch)
-    totals = stats if totals is None else jax.tree.map(jnp.add, totals, stats)
-    if first is None:
-      first = tuple(sharding_lib.to_host(x) for x in (batch["image"], recon))
-  totals = jax.device_get(totals)
-  pixels = totals["count"] * np.prod(first[0].shape[1:])
+def summarize(totals: dict, pixels_per_image: int, codebook_size: int) -> dict:
+  """The split's metrics from the summed `batch_statistics` (numpy)."""
+  pixels = totals["count"] * pixels_per_image
   per_level = [usage_and_perplexity(jnp.asarray(c)) for c in totals["codes"]]
-  usage = np.mean([float(u) for u, _ in per_level])
-  perplexity = np.mean([float(p) for _, p in per_level])
   return {
       "test_psnr": psnr_from_mse(totals["sq_err"] / pixels),
       "test_mse": float(totals["sq_err"] / pixels),
       "test_ssim": float(totals["ssim"] / totals["count"]),
-      "codebook_usage": float(usage),
-      "codebook_perplexity": float(perplexity),
+      "codebook_usage": float(np.mean([float(u) for u, _ in per_level])),
+      "codebook_perplexity": float(np.mean([float(p) for _, p in per_level])),
       "codebook_size": int(codebook_size),
       "num_eval_images": int(totals["count"]),
-  }, first
+  }

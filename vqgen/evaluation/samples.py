@@ -15,29 +15,27 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vqgen import data as data_lib
-from vqgen.evaluation import classifier as classifier_lib
+from vqgen.evaluation.classifier import batched_apply
 from vqgen.evaluation.frechet import feature_frechet_distance, precision_recall
 
 
 class SampleScorer:
-  """Holds the classifier and the reference features; `score(images, labels)` for any number of sample sets."""
+  """Holds the classifier and the reference features; `score(images, labels)` for any number of sample sets.
 
-  def __init__(self, tokenizer=None, tokenizer_config=None, classifier_dir: str | None = None, seed: int = 0):
-    if tokenizer_config is not None and tokenizer_config.data.name != "fashion_mnist":
-      raise ValueError(f"Sample metrics use a Fashion-MNIST classifier; the tokenizer was trained on "
-                       f"{tokenizer_config.data.name!r}. Set config.evaluation.metrics=False.")
-    data_dir = (tokenizer_config.data.data_dir or None) if tokenizer_config is not None else None
-    self.model, self.classifier_accuracy = classifier_lib.load_or_train(classifier_dir, data_dir=data_dir)
-    graphdef, state = nnx.split(self.model)
+  `test_images` are the reference set, `train_images` (in the order to draw from) give the real floor, and the
+  tokenizer, when given, the reconstruction distance; images are float [N, 28, 28, 1] in [0, 1].
+  """
+
+  def __init__(self, classifier, classifier_accuracy: float, test_images: np.ndarray, train_images: np.ndarray,
+               tokenizer=None):
+    self.classifier_accuracy = classifier_accuracy
+    graphdef, state = nnx.split(classifier)
     features = jax.jit(lambda s, x: nnx.merge(graphdef, s).features(x))
     logits = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
-    self.features = lambda x: classifier_lib.batched_apply(lambda b: features(state, b), x)
-    self.logits = lambda x: classifier_lib.batched_apply(lambda b: logits(state, b), x)
-    test = data_lib.FashionMNIST("test", data_dir)
-    train = data_lib.FashionMNIST("train", data_dir)
-    self.test_features = self.features(test.images.astype(np.float32) / 255.0)
-    self.train_images = train.images[np.random.default_rng(seed).permutation(len(train))].astype(np.float32) / 255
+    self.features = lambda x: batched_apply(lambda b: features(state, b), x)
+    self.logits = lambda x: batched_apply(lambda b: logits(state, b), x)
+    self.test_features = self.features(test_images)
+    self.train_images = train_images
     self.tokenizer = tokenizer
     self._floors = {}
 
@@ -51,7 +49,7 @@ class SampleScorer:
       if self.tokenizer is not None:
         graphdef, state = nnx.split(self.tokenizer)
         recon = jax.jit(lambda s, x: jnp.clip(nnx.merge(graphdef, s)(x)[0], 0.0, 1.0))
-        images = classifier_lib.batched_apply(lambda b: recon(state, b), self.train_images[:n], 500)
+        images = batched_apply(lambda b: recon(state, b), self.train_images[:n], 500)
         out["recon_fd"] = feature_frechet_distance(self.features(images), self.test_features)
       self._floors[n] = out
     return self._floors[n]
@@ -69,10 +67,6 @@ class SampleScorer:
     if labels is not None:
       out["class_accuracy"] = float(np.mean(np.argmax(self.logits(images), -1) == np.asarray(labels)))
     return out
-
-
-def score_samples(images, labels, tokenizer=None, tokenizer_config=None, classifier_dir=None) -> dict:
-  return SampleScorer(tokenizer, tokenizer_config, classifier_dir).score(images, labels)
 
 
 def format_scores(s: dict) -> str:

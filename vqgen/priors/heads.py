@@ -46,12 +46,6 @@ class Vocabulary:
       raise ValueError(f"Codes must lie in [0, {self.codebook_size}); found values in [{lo}, {hi}]. Was the "
                        "code cache extracted with a different tokenizer?")
 
-  def check_labels(self, labels) -> None:
-    lo, hi = int(jnp.min(labels)), int(jnp.max(labels))
-    if lo < 0 or hi > self.null_label:
-      raise ValueError(f"Labels must lie in [0, {self.num_classes}) (or {self.null_label} for unconditional); "
-                       f"found [{lo}, {hi}].")
-
 
 class Factorization:
   """Codes <-> G base-V digits (least significant first)."""

@@ -38,14 +38,6 @@ def batch_metrics(indices: jax.Array, codebook_size: int) -> dict:
   return {"usage": usage, "perplexity": perplexity}
 
 
-def build_level(name: str, kwargs: dict, rngs):
-  """One level of a composite quantizer by registry name (FSQ takes no rngs)."""
-  from vqgen.quantizers import build_quantizer  # pylint: disable=import-outside-toplevel  (registry cycle)
-  if name == "fsq":
-    return build_quantizer(name, **kwargs)
-  return build_quantizer(name, **kwargs, rngs=rngs)
-
-
 def sum_losses(outputs) -> dict:
   """Adds the levels' losses by name."""
   losses = {}

@@ -42,9 +42,12 @@ def round_ste(x: jax.Array) -> jax.Array:
 
 
 class FSQ(nnx.Module):
-  """FSQ over the last axis of z; `len(levels)` channels. No parameters."""
+  """FSQ over the last axis of z; `len(levels)` channels. No parameters and no randomness (`rngs` is accepted, like
+  every quantizer's, and unused)."""
 
-  def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False):
+  def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False,
+               rngs: nnx.Rngs | None = None):
+    del rngs
     levels = tuple(int(l) for l in levels)
     if not levels:
       raise ValueError("FSQ levels must name at least one channel, e.g. levels=(8, 5, 5, 5).")

@@ -1,27 +1,27 @@
-"""Grouped quantization: channels split into G equal groups, each quantized independently; indices [..., G]."""
+"""Grouped quantization: channels split into G equal groups, each quantized independently; indices [..., G].
+
+`make_group()` builds the quantizer of one group (of `dim` channels); the whole takes G * dim channels, e.g.
+`Grouped(lambda: FSQ((8, 5, 5, 5)), groups=2)` quantizes 8 channels as two 1000-code indices.
+"""
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vqgen.quantizers.base import QuantizerOutput, build_level, level_metrics, sum_losses
+from vqgen.quantizers.base import QuantizerOutput, level_metrics, sum_losses
 
 
 class Grouped(nnx.Module):
 
-  def __init__(self, quantizer: str, groups: int, dim: int, *, rngs: nnx.Rngs | None = None,
-               **quantizer_kwargs):
-    if groups < 1 or dim % groups:
-      raise ValueError(f"Grouped: groups={groups} must divide dim={dim}.")
-    kwargs = dict(quantizer_kwargs)
-    if quantizer != "fsq":
-      kwargs["dim"] = dim // groups
-    self.groups_ = nnx.List([build_level(quantizer, kwargs, rngs) for _ in range(groups)])
-    if self.groups_[0].dim != dim // groups:
-      raise ValueError(f"Grouped: each of the {groups} groups gets {dim // groups} channels, but the "
-                       f"{quantizer} quantizer takes {self.groups_[0].dim}.")
-    self.groups, self.dim, self.codebook_size = groups, dim, self.groups_[0].codebook_size
-
+  def __init__(self, make_group: Callable[[], nnx.Module], groups: int, *, rngs: nnx.Rngs | None = None):
+    del rngs  # randomness, if any, is the groups' own
+    if groups < 1:
+      raise ValueError(f"Grouped needs groups >= 1, got {groups}.")
+    self.groups_ = nnx.List([make_group() for _ in range(groups)])
+    self.groups, self.codebook_size = groups, self.groups_[0].codebook_size
+    self.dim = groups * self.groups_[0].dim
   def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
     parts = jnp.split(z, self.groups, axis=-1)
     outputs = [q(p, train=train) for q, p in zip(self.groups_, parts)]

@@ -4,39 +4,43 @@ r_0 = z; for d = 1..D: q_d = Q_d(r_{d-1} / s_d) * s_d, r_d = r_{d-1} - sg(q_d); 
 [..., D]. The commitment loss is taken on the cumulative sums (RQ-VAE eq. 6):
 sum_d beta * mean ||z - sg(q_1 + ... + q_d)||^2; the levels' other losses (codebook, entropy) are summed.
 s_d = 1 except for FSQ levels, where s_d = (L - 1)^-(d-1) per channel shrinks the grid with the residual
-(residual FSQ). `shared_codebook` uses one quantizer at every depth. `quantizer_dropout` p: in training, with
-probability p an example keeps only its first n ~ U{1..D} levels in the output (variable bitrate); indices are
-still those of every level, in range.
+(residual FSQ). `make_level()` builds one level (`shared_codebook` calls it once and uses that quantizer at every
+depth), e.g. `Residual(lambda: VQ(dim=64, codebook_size=1024, rngs=rngs), num_quantizers=8)`.
+`quantizer_dropout` p: in training, with probability p an example keeps only its first n ~ U{1..D} levels in the
+output (variable bitrate); indices are still those of every level, in range.
 """
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vqgen.quantizers.base import QuantizerOutput, build_level, level_metrics, sum_losses
+from vqgen.quantizers.base import QuantizerOutput, level_metrics, sum_losses
+from vqgen.quantizers.fsq import FSQ
 
 
 class Residual(nnx.Module):
 
-  def __init__(self, quantizer: str, num_quantizers: int, *, shared_codebook: bool = False,
-               quantizer_dropout: float = 0.0, rngs: nnx.Rngs | None = None, **quantizer_kwargs):
+  def __init__(self, make_level: Callable[[], nnx.Module], num_quantizers: int, *, shared_codebook: bool = False,
+               quantizer_dropout: float = 0.0, rngs: nnx.Rngs | None = None):
     if num_quantizers < 1:
       raise ValueError(f"Residual needs num_quantizers >= 1, got {num_quantizers}.")
     if not 0.0 <= quantizer_dropout < 1.0:
       raise ValueError(f"quantizer_dropout must be in [0, 1), got {quantizer_dropout}.")
     if quantizer_dropout > 0 and rngs is None:
       raise ValueError("quantizer_dropout draws random depths: pass rngs=.")
-    if shared_codebook and quantizer == "fsq":
+    first = make_level()
+    if shared_codebook and isinstance(first, FSQ):
       raise ValueError("FSQ has no learned codebook to share; use shared_codebook=False.")
-    first = build_level(quantizer, quantizer_kwargs, rngs)
     levels = [first] * num_quantizers if shared_codebook else \
-        [first] + [build_level(quantizer, quantizer_kwargs, rngs) for _ in range(num_quantizers - 1)]
+        [first] + [make_level() for _ in range(num_quantizers - 1)]
     self.levels = nnx.List(levels)
     self.num_quantizers, self.quantizer_dropout = num_quantizers, quantizer_dropout
     self.dim, self.codebook_size = first.dim, first.codebook_size
     self.rngs = rngs if quantizer_dropout > 0 else None
-    self.is_fsq = quantizer == "fsq"
+    self.is_fsq = isinstance(first, FSQ)
     if self.is_fsq:
       base = np.asarray(first.levels, np.float32) - 1.0
       self._scales = tuple(tuple(float(v) for v in base ** -d) for d in range(num_quantizers))

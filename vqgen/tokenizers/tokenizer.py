@@ -4,9 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vqgen.config import build_quantizer_from_config
 from vqgen.quantizers import QuantizerOutput
-from vqgen.tokenizers.conv import Decoder, Encoder
 
 
 class Tokenizer(nnx.Module):
@@ -43,15 +41,3 @@ class Tokenizer(nnx.Module):
 
   def decode(self, indices: jax.Array) -> jax.Array:
     return self.decode_codes(self.quantizer.indices_to_codes(indices))
-
-
-def build_tokenizer(config, rngs) -> Tokenizer:
-  """A Tokenizer from config.model / config.quantizer / config.data."""
-  m, qc = config.model, config.quantizer
-  quantizer = build_quantizer_from_config(qc, rngs)
-  dtype = jnp.dtype(m.compute_dtype)
-  common = dict(channels=m.channels, channel_multipliers=tuple(m.channel_multipliers),
-                num_res_blocks=m.num_res_blocks, norm_groups=m.norm_groups, patch_size=m.patch_size, rngs=rngs, dtype=dtype)
-  encoder = Encoder(config.data.channels, quantizer.dim, **common)
-  decoder = Decoder(quantizer.dim, config.data.channels, **common)
-  return Tokenizer(encoder, quantizer, decoder, pre_quant_norm=m.pre_quant_norm)

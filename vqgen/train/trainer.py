@@ -7,7 +7,7 @@ run draws the same numbers as an uninterrupted one.
 
 import logging
 import os
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 import jax
 import jax.numpy as jnp

@@ -89,9 +89,19 @@ class Progress:
     overall = (step - self.s0) / max(now - self.t0, 1e-9)
     eta = (self.total - step) / max(overall, 1e-9)
     self.last_t, self.last_s = now, step
-    if jax.process_index() == 0:
-      print(f"step {step}/{self.total}  loss {float(metrics.get('loss', np.nan)):.5f}  "
-            f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+    say(f"step {step}/{self.total}  loss {float(metrics.get('loss', np.nan)):.5f}  "
+        f"{rate:.2f} steps/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+
+
+def say(message: str) -> None:
+  """A line for the person at the console (progress and results; library details go to the log file)."""
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
 
 
 def write_json(path: str, obj) -> None:
@@ -108,7 +118,7 @@ def periodic_actions(num_steps: int, log_every: int, workdir: str, writer, profi
   Empty without clu (the Progress printer above still reports). Call each action as `action(step)` every step.
   """
   try:
-    from clu import periodic_actions as pa  # pylint: disable=import-outside-toplevel
+    from clu import periodic_actions as pa  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
   except ImportError:
     return []
   actions = []

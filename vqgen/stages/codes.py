@@ -1,5 +1,4 @@
-"""Stage-2 codes: the frozen tokenizer of a stage-1 workdir, and its codes of whole splits, extracted once and
-cached next to it.
+"""Stage-2 codes: the codes of whole splits under a frozen stage-1 tokenizer, extracted once and cached next to it.
 
 Cache file: <tokenizer workdir>/codes/<split>-<key>.npz holding `codes` int32 [N, h, w(, levels)] and `labels`
 int32 [N]. The key hashes the tokenizer's trained weights (every array of the restored model, so a retrained or
@@ -15,32 +14,12 @@ import os
 import zipfile
 
 import jax
-import ml_collections
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
 from vqgen import data as data_lib
-
-
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in its workdir (config.json)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist: is {workdir!r} the workdir of a finished vqgen run?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def load_tokenizer(workdir: str):
-  """(config, trained Tokenizer) of a stage-1 workdir."""
-  # pylint: disable=import-outside-toplevel
-  from vqgen.tokenizers.stage import TokenizerStage
-  from vqgen.train.trainer import restore_model
-  config = load_workdir_config(workdir)
-  if config.stage != "tokenizer":
-    raise ValueError(f"{workdir!r} holds a {config.stage!r} run; tokenizer_workdir must name a tokenizer run.")
-  return config, restore_model(config, workdir, TokenizerStage(config))
+from vqgen.train import writers
 
 
 def _weights_digest(model) -> str:
@@ -83,13 +62,12 @@ def _readable(path: str) -> bool:
     return False
 
 
-def cached_codes(tokenizer_workdir: str, split: str, tokenizer=None, config=None) -> dict:
-  """{'codes', 'labels'} of a split under the tokenizer of `tokenizer_workdir`, from the cache when present.
+def cached_codes(tokenizer_workdir: str, split: str, tokenizer, config) -> dict:
+  """{'codes', 'labels'} of a split under `tokenizer` (trained in `tokenizer_workdir` with `config`), from the
+  cache when present.
 
   Process 0 extracts and writes; other processes wait for it and read the same file.
   """
-  if tokenizer is None:
-    config, tokenizer = load_tokenizer(tokenizer_workdir)
   d = config.data
   source = data_lib.make_source(d.name, split, d.data_dir)
   key = hashlib.sha256((_weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
@@ -98,7 +76,7 @@ def cached_codes(tokenizer_workdir: str, split: str, tokenizer=None, config=None
     logging.warning("Code cache %s is unreadable (interrupted write or corruption): extracting again.", path)
     os.remove(path)
   if jax.process_index() == 0 and not os.path.exists(path):
-    logging.info("Extracting %s codes of %s with the tokenizer in %s ...", split, d.name, tokenizer_workdir)
+    writers.say(f"Extracting the {split} codes of {d.name} with the tokenizer in {tokenizer_workdir} ...")
     codes, labels = extract_codes(tokenizer, config, split)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp.npz"

@@ -1,5 +1,5 @@
-"""The prior training stage (stage 2): codes of a frozen tokenizer in, a prior out; evaluation samples, decodes
-and scores the samples."""
+"""The prior stage (stage 2): codes of a frozen tokenizer in, a prior out; evaluation samples, decodes and scores
+the samples."""
 
 import os
 
@@ -9,10 +9,13 @@ import numpy as np
 from flax import nnx
 
 from vqgen import data as data_lib
-from vqgen.priors import build_prior, sampler_kwargs
-from vqgen.priors.codes import cached_codes, load_tokenizer
-from vqgen.priors.generate import Generator, balanced_labels, save_samples
 from vqgen.priors.heads import Vocabulary
+from vqgen.stages import build
+from vqgen.stages.classifier import sample_scorer
+from vqgen.stages.codes import cached_codes
+from vqgen.stages.generate import Generator, balanced_labels, save_samples
+from vqgen.stages.tokenizer import TokenizerStage
+from vqgen.stages.workdir import load_run
 from vqgen.train import sharding as sharding_lib, writers
 
 
@@ -30,10 +33,11 @@ class ArraySource:
 
 
 class PriorStage:
+  NAME = "prior"
 
   def __init__(self, config):
     self.config = config
-    self.tokenizer_config, self.tokenizer = load_tokenizer(config.tokenizer_workdir)
+    self.tokenizer_config, self.tokenizer, _ = load_run(config.tokenizer_workdir, TokenizerStage)
     self.codebook_size = self.tokenizer.quantizer.codebook_size
     self.train_codes = self.codes(self.tokenizer_config.data.train_split)
     self.code_shape = self.train_codes["codes"].shape[1:]
@@ -50,7 +54,7 @@ class PriorStage:
     return codes
 
   def build_model(self, rngs):
-    return build_prior(self.config, self.codebook_size, self.grid, rngs)
+    return build.prior(self.config, self.codebook_size, self.grid, rngs)
 
   def loss(self, model, batch, rng):
     labels = batch["label"] if self.config.prior.num_classes else jnp.zeros_like(batch["label"])
@@ -92,7 +96,7 @@ class PriorStage:
     c = self.config
     model = make_model()
     results = {"step": step, **self.validation_loss(model, mesh)}
-    generator = Generator(model, self.tokenizer, self.code_shape, sampler_kwargs(c))
+    generator = Generator(model, self.tokenizer, self.code_shape, build.sampler_kwargs(c))
     labels = balanced_labels(c.sampling.num_samples, c.prior.num_classes)
     if not c.prior.num_classes:
       labels = np.full_like(labels, model.network.vocab.null_label)
@@ -100,9 +104,8 @@ class PriorStage:
     results.update({"sample_forward_passes": samples["forward_passes"],
                     "sample_ms_per_image": samples["ms_per_image"], "num_samples": len(labels)})
     if c.evaluation.metrics:
-      from vqgen.evaluation.samples import score_samples  # pylint: disable=import-outside-toplevel
-      results.update(score_samples(samples["images"], samples["labels"] if c.prior.num_classes else None,
-                                   self.tokenizer, self.tokenizer_config))
+      scorer = sample_scorer(self.tokenizer, self.tokenizer_config)
+      results.update(scorer.score(samples["images"], samples["labels"] if c.prior.num_classes else None))
     if jax.process_index() == 0:
       grid = save_samples(workdir, samples, c.prior.num_classes)
       writer.write_images(step, {"samples": grid[None]})

@@ -1,0 +1,208 @@
+"""The schema: every key a run reads, with its default and meaning, one function per stage.
+
+Config files (`configs/**.py`) start from `tokenizer_config()` / `prior_config()` / `classifier_config()`, apply
+their variant string and return the locked dict, so a flag override of a key that does not exist fails at once.
+"""
+
+import ml_collections
+
+from vqgen.quantizers import COMPOSITES, QUANTIZERS, own_arguments
+
+STAGES = ("tokenizer", "prior", "classifier")
+RECONSTRUCTION = ("l1", "l2")
+PRE_QUANT_NORMS = ("none", "layernorm")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def tokenizer_config() -> ml_collections.ConfigDict:
+  """Every key of a tokenizer run, with the defaults of the Fashion-MNIST FSQ tokenizer."""
+  c = ml_collections.ConfigDict()
+  c.stage = "tokenizer"
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"   # or any prepared TFDS dataset name (cifar10, celeb_a, ...)
+  c.data.data_dir = ""            # "" = the default place for the dataset
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.batch_size = 128         # global, across all processes and devices
+  c.data.eval_batch_size = 500    # global
+  c.data.eval_limit = 0           # 0 = the whole eval split
+
+  c.model = ml_collections.ConfigDict()
+  # The default network folds 4x4 patches into channels and runs every conv on the 7x7 grid (fast on CPUs,
+  # docs/results.md); patch_size=1, channel_multipliers=(1, 2, 2) is the classic full-resolution VQGAN encoder.
+  c.model.channels = 64
+  c.model.patch_size = 4                   # p x p space-to-depth before the encoder (see tokenizers/conv.py)
+  c.model.channel_multipliers = (1,)       # len - 1 stride-2 downsamplings after the patch folding
+  c.model.num_res_blocks = 2
+  c.model.norm_groups = 8
+  c.model.pre_quant_norm = "none"
+  c.model.compute_dtype = "float32"
+
+  c.quantizer = quantizer_config("fsq", levels=(8, 5, 5, 5))
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.reconstruction = "l2"
+  c.loss.reconstruction_weight = 1.0
+
+  add_training_sections(c, rules=(("channels_out", "fsdp"), ("channels_in", "model")))
+  return c
+
+
+def add_training_sections(c: ml_collections.ConfigDict, rules: tuple) -> None:
+  """The optimizer / train / mesh sections every stage shares (generic trainer settings)."""
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.warmup_steps = 100
+  c.optimizer.end_learning_rate_factor = 0.02  # cosine decays to this fraction of the peak
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.99
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.grad_clip_norm = 1.0
+  c.optimizer.ema_decay = 0.0                  # > 0 keeps an EMA of the parameters, used for evaluation
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 3000
+  c.train.log_every = 100
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  c.train.num_grid_images = 16
+  c.train.profile = False         # True: a profiler trace of 5 steps from step 10 into workdir/profile
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1    # -1: all devices not used by the other axes
+  c.mesh.fsdp = 1
+  c.mesh.model = 1
+  # Logical parameter axis -> mesh axis. Dimensions that do not divide the mesh axis stay replicated.
+  c.mesh.rules = rules
+
+
+def prior_config() -> ml_collections.ConfigDict:
+  """Every key of a prior run (stage 2), with the defaults of class-conditional MaskGIT on Fashion-MNIST codes."""
+  c = ml_collections.ConfigDict()
+  c.stage = "prior"
+  c.seed = 0
+  c.tokenizer_workdir = ""        # the stage-1 run whose frozen tokenizer defines (and extracts) the codes
+
+  c.data = ml_collections.ConfigDict()
+  c.data.batch_size = 64          # global, in images (sequences of codes)
+  c.data.eval_batch_size = 500
+  c.data.eval_limit = 0           # 0 = the whole eval split for the validation loss
+
+  c.prior = ml_collections.ConfigDict()
+  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion
+  c.prior.num_classes = 10        # 0 = unconditional
+  c.prior.class_dropout = 0.1     # labels dropped to the null class (classifier-free guidance)
+  c.prior.label_smoothing = 0.1   # maskgit / autoregressive
+  c.prior.mask_schedule = "cosine"         # maskgit: gamma(r), see priors/schedules.py
+  c.prior.min_mask_ratio = 0.0             # maskgit
+  c.prior.diffusion_schedule = "linear"    # diffusion: alpha(t)
+  c.prior.diffusion_exponent = 2.0         # diffusion 'poly' schedule
+  c.prior.time_conditioning = False        # diffusion / uniform_diffusion: adaLN on t (MD4 runs fine without)
+  c.prior.uniform_steps = 100              # uniform_diffusion: T of the discrete-time ELBO
+  c.prior.aux_weight = 0.01                # uniform_diffusion: D3PM's auxiliary x_0 cross-entropy
+
+  c.network = ml_collections.ConfigDict()
+  # Sized for the 2-core CPU demo (about 0.24 s per step at batch 64); scale width/depth up on accelerators.
+  c.network.width = 128
+  c.network.depth = 4
+  c.network.heads = 4
+  c.network.mlp_ratio = 4
+  c.network.dropout = 0.0         # dropout's random bits cost ~20% of a CPU step; short runs do not overfit
+  c.network.positions = "learned"         # learned | 2d
+  c.network.head = "full"                 # full | factorized | per_bit (large LFQ/BSQ vocabularies)
+  c.network.head_groups = 2               # factorized head: bit groups
+  c.network.compute_dtype = "float32"
+
+  c.sampling = ml_collections.ConfigDict()  # used by evaluation and as `vqgen.sample` defaults
+  c.sampling.num_samples = 1000           # class-balanced when class-conditional
+  c.sampling.batch_size = 250
+  c.sampling.steps = 8                    # maskgit decoding steps / diffusion steps
+  c.sampling.temperature = 1.0
+  c.sampling.top_k = 0
+  c.sampling.top_p = 1.0
+  c.sampling.choice_temperature = 4.5     # maskgit
+  c.sampling.mask_schedule = "cosine"     # maskgit decoding schedule
+  c.sampling.grid = "cosine"              # diffusion time grid: uniform | cosine
+  c.sampling.guidance_scale = 2.0         # 1 = conditional model (convention in priors/sampling.py)
+  c.sampling.guidance_schedule = "constant"
+
+  c.evaluation = ml_collections.ConfigDict()
+  c.evaluation.metrics = True             # Frechet distance / precision-recall / class accuracy of samples
+
+  add_training_sections(c, rules=(("embed", "fsdp"), ("mlp", "model"), ("heads", "model")))
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.b2 = 0.98
+  c.optimizer.weight_decay = 0.01
+  c.train.steps = 2400
+  return c
+
+
+def classifier_config() -> ml_collections.ConfigDict:
+  """Every key of the in-domain feature classifier's run (evaluation/classifier.py), trained by the generic
+  trainer like any stage: 7 epochs of Fashion-MNIST at batch 128 with horizontal flips and feature dropout."""
+  c = ml_collections.ConfigDict()
+  c.stage = "classifier"
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"   # the network is sized for 28 x 28 x 1 images
+  c.data.data_dir = ""
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.batch_size = 128
+  c.data.eval_batch_size = 1000
+  c.data.eval_limit = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.num_classes = 10
+  c.model.dropout = 0.3           # on the features, in training
+  c.model.flip = True             # random horizontal flips, in training
+
+  add_training_sections(c, rules=())
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.warmup_steps = 0
+  c.optimizer.end_learning_rate_factor = 0.0
+  c.optimizer.b2 = 0.999
+  c.optimizer.grad_clip_norm = 0.0
+  c.train.steps = 7 * 468         # 7 epochs of 60000 images
+  c.train.log_every = 468
+  c.train.checkpoint_every = 1000
+  c.train.num_grid_images = 0
+  return c
+
+
+def quantizer_config(name: str, **kwargs) -> ml_collections.ConfigDict:
+  """config.quantizer for `name`: every keyword argument of its constructor with its default, then `kwargs`.
+
+  E.g. quantizer_config('vq', dim=8, codebook_size=1024, gradient='rotation'). A composite names the family of its
+  levels and holds their arguments too: quantizer_config('residual', quantizer='fsq', num_quantizers=4,
+  levels=(8, 5, 5, 5)). The section is exactly the keyword arguments of `quantizers.build_quantizer`.
+  """
+  if name not in QUANTIZERS:
+    raise ValueError(f"Unknown quantizer {name!r}; choose one of {sorted(QUANTIZERS)}.")
+  c = ml_collections.ConfigDict({"name": name})
+  params = own_arguments(name)
+  if name in COMPOSITES:
+    inner = kwargs.get("quantizer")
+    singles = sorted(set(QUANTIZERS) - set(COMPOSITES))
+    if inner not in singles:
+      raise ValueError(f"quantizer {name!r} needs quantizer=<the family of its levels>, one of {singles}.")
+    c["quantizer"] = inner
+    params = {**own_arguments(inner), **params}
+  for key, p in params.items():
+    if p.default is None:  # an optional argument stays overridable by flag with its annotated type
+      kind = next((t for t in (int, float, str) if t.__name__ in str(p.annotation)), None)
+      c[key] = ml_collections.FieldReference(None, field_type=kind) if kind else None
+    elif p.default is not p.empty:
+      c[key] = p.default
+    elif key not in kwargs:
+      raise ValueError(f"quantizer {name!r} needs {key}=... in quantizer_config.")
+  for key, value in kwargs.items():
+    c[key] = value
+  return c

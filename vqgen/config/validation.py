@@ -1,0 +1,122 @@
+"""Validation: `validate(config)` checks every value before any work and names the first bad key and what it
+may be. Names (quantizers, priors, schedules) come from the model packages' own registries."""
+
+import ml_collections
+from flax import nnx
+
+from vqgen.config.schema import COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES
+from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
+from vqgen.priors.diffusion import GRIDS
+from vqgen.quantizers import QUANTIZERS, build_quantizer
+
+
+def _check(ok: bool, key: str, value, allowed: str):
+  if not ok:
+    raise ValueError(f"Invalid config value {key}={value!r}: {allowed}.")
+
+
+def _one_of(c, key: str, choices):
+  value = c
+  for p in key.split("."):
+    value = value[p]
+  _check(value in choices, key, value, f"must be one of {list(choices)}")
+
+
+def _positive_ints(c, keys) -> None:
+  for key in keys:
+    section, name = key.split(".")
+    value = c[section][name]
+    _check(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid key and its allowed values."""
+  _one_of(c, "stage", STAGES)
+  _positive_ints(c, ("data.batch_size", "data.eval_batch_size", "train.steps", "train.log_every",
+                     "train.checkpoint_every", "train.keep_checkpoints"))
+  _check(c.data.eval_limit >= 0, "data.eval_limit", c.data.eval_limit, "must be >= 0 (0 = whole split)")
+  o = c.optimizer
+  _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "must be > 0")
+  _check(0 <= o.warmup_steps < c.train.steps, "optimizer.warmup_steps", o.warmup_steps,
+         f"must be in [0, train.steps={c.train.steps})")
+  _check(0 <= o.end_learning_rate_factor <= 1, "optimizer.end_learning_rate_factor",
+         o.end_learning_rate_factor, "must be in [0, 1]")
+  _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optimizer.b1/b2", (o.b1, o.b2), "must be in [0, 1)")
+  _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
+  _check(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = off)")
+  _check(0 <= o.ema_decay < 1, "optimizer.ema_decay", o.ema_decay, "must be in [0, 1) (0 = off)")
+  for axis in ("data", "fsdp", "model"):
+    v = c.mesh[axis]
+    _check(isinstance(v, int) and (v >= 1 or v == -1), f"mesh.{axis}", v, "must be a positive integer or -1")
+  for rule in c.mesh.rules:
+    _check(len(rule) == 2 and rule[1] in ("data", "fsdp", "model", None), "mesh.rules", rule,
+           "each rule must be (logical_axis, one of 'data' | 'fsdp' | 'model' | None)")
+  {"tokenizer": _validate_tokenizer, "prior": _validate_prior, "classifier": _validate_classifier}[c.stage](c)
+
+
+def _validate_tokenizer(c) -> None:
+  _one_of(c, "quantizer.name", sorted(QUANTIZERS))
+  _one_of(c, "loss.reconstruction", RECONSTRUCTION)
+  _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
+  _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
+  _positive_ints(c, ("data.image_size", "data.channels", "model.channels", "model.num_res_blocks",
+                     "model.norm_groups", "model.patch_size"))
+  mults = tuple(c.model.channel_multipliers)
+  _check(len(mults) >= 1 and all(isinstance(m, int) and m >= 1 for m in mults), "model.channel_multipliers",
+         mults, "must be a non-empty tuple of positive integers")
+  factor = c.model.patch_size * 2 ** (len(mults) - 1)
+  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
+         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
+  for m in mults:
+    width = c.model.channels * m
+    _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
+           f"must divide every level's width (channels * multiplier = {width})")
+  try:  # the quantizer checks its own arguments: build it abstractly (no arrays)
+    nnx.eval_shape(lambda: build_quantizer(**c.quantizer.to_dict(), rngs=nnx.Rngs(0)))
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
+
+
+def _validate_prior(c) -> None:
+  _one_of(c, "prior.name", PRIORS)
+  _one_of(c, "prior.mask_schedule", schedules.MASK_SCHEDULES)
+  _one_of(c, "sampling.mask_schedule", schedules.MASK_SCHEDULES)
+  _one_of(c, "prior.diffusion_schedule", schedules.ALPHA_SCHEDULES)
+  _one_of(c, "sampling.grid", GRIDS)
+  _one_of(c, "sampling.guidance_schedule", sampling.GUIDANCE_SCHEDULES)
+  _one_of(c, "network.positions", transformer.POSITIONS)
+  _one_of(c, "network.head", heads.HEADS)
+  _one_of(c, "network.compute_dtype", COMPUTE_DTYPES)
+  _positive_ints(c, ("network.width", "network.depth", "network.heads", "network.mlp_ratio",
+                     "network.head_groups", "sampling.num_samples", "sampling.batch_size", "sampling.steps"))
+  _check(c.network.width % c.network.heads == 0, "network.heads", c.network.heads,
+         f"must divide network.width={c.network.width}")
+  _check(c.prior.num_classes >= 0, "prior.num_classes", c.prior.num_classes, "must be >= 0 (0 = unconditional)")
+  _check(c.prior.num_classes > 0 or (c.prior.class_dropout == 0 and c.sampling.guidance_scale == 1),
+         "prior.num_classes", c.prior.num_classes, "0 (unconditional) needs prior.class_dropout=0 and "
+         "sampling.guidance_scale=1 (there is no class to drop or guide towards)")
+  for key in ("prior.class_dropout", "prior.label_smoothing", "network.dropout"):
+    section, name = key.split(".")
+    _check(0 <= c[section][name] < 1, key, c[section][name], "must be in [0, 1)")
+  _positive_ints(c, ("prior.uniform_steps",))
+  _check(c.prior.aux_weight >= 0, "prior.aux_weight", c.prior.aux_weight, "must be >= 0")
+  _check(c.prior.name != "uniform_diffusion" or c.network.head == "full", "network.head", c.network.head,
+         "must be 'full' for uniform_diffusion (its posterior sums over every code)")
+  _check(0 <= c.prior.min_mask_ratio <= 1, "prior.min_mask_ratio", c.prior.min_mask_ratio, "must be in [0, 1]")
+  _check(c.sampling.temperature > 0, "sampling.temperature", c.sampling.temperature, "must be > 0")
+  _check(0 < c.sampling.top_p <= 1, "sampling.top_p", c.sampling.top_p, "must be in (0, 1]")
+  _check(c.sampling.top_k >= 0, "sampling.top_k", c.sampling.top_k, "must be >= 0 (0 = off)")
+  _check(c.sampling.guidance_scale >= 0, "sampling.guidance_scale", c.sampling.guidance_scale,
+         "must be >= 0 (1 = conditional model, no guidance)")
+  _check(c.sampling.guidance_scale == 1 or c.prior.class_dropout > 0, "sampling.guidance_scale",
+         c.sampling.guidance_scale, "needs prior.class_dropout > 0 (an unconditional model to guide against)")
+  _check(bool(c.tokenizer_workdir), "tokenizer_workdir", c.tokenizer_workdir,
+         "must name the workdir of a trained tokenizer (python -m vqgen.main --config=configs/demo.py ...)")
+
+
+def _validate_classifier(c) -> None:
+  _check((c.data.name, c.data.image_size, c.data.channels) == ("fashion_mnist", 28, 1), "data",
+         (c.data.name, c.data.image_size, c.data.channels), "the feature classifier is built for Fashion-MNIST "
+         "(name 'fashion_mnist', image_size 28, channels 1)")
+  _positive_ints(c, ("model.num_classes",))
+  _check(0 <= c.model.dropout < 1, "model.dropout", c.model.dropout, "must be in [0, 1)")

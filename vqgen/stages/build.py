@@ -1,0 +1,72 @@
+"""Config -> constructor arguments: the one place a run's ConfigDict becomes modules and keyword arguments.
+
+The model packages take plain keyword arguments and never see a config; every translation is here.
+"""
+
+import jax.numpy as jnp
+
+from vqgen.evaluation.classifier import Classifier
+from vqgen.priors import PRIORS, PriorNetwork
+from vqgen.quantizers import build_quantizer
+from vqgen.tokenizers import Decoder, Encoder, Tokenizer
+
+
+def quantizer(config, rngs):
+  """The quantizer of config.quantizer (its keys are exactly `build_quantizer`'s keyword arguments)."""
+  return build_quantizer(**config.quantizer.to_dict(), rngs=rngs)
+
+
+def tokenizer(config, rngs) -> Tokenizer:
+  """The Tokenizer of config.model / config.quantizer / config.data."""
+  m = config.model
+  q = quantizer(config, rngs)
+  common = dict(channels=m.channels, channel_multipliers=tuple(m.channel_multipliers),
+                num_res_blocks=m.num_res_blocks, norm_groups=m.norm_groups, patch_size=m.patch_size, rngs=rngs,
+                dtype=jnp.dtype(m.compute_dtype))
+  encoder = Encoder(config.data.channels, q.dim, **common)
+  decoder = Decoder(q.dim, config.data.channels, **common)
+  return Tokenizer(encoder, q, decoder, pre_quant_norm=m.pre_quant_norm)
+
+
+def tokenizer_losses(config) -> dict:
+  """The keyword arguments of `tokenizers.tokenizer_losses` set by config.loss."""
+  return dict(reconstruction=config.loss.reconstruction, reconstruction_weight=config.loss.reconstruction_weight)
+
+
+def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
+  """The prior of config.prior / config.network for codes of `grid` in [0, codebook_size)."""
+  p, n = config.prior, config.network
+  network = PriorNetwork(
+      codebook_size=codebook_size, grid=grid, num_classes=p.num_classes, width=n.width, depth=n.depth,
+      heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, head=n.head,
+      head_groups=n.head_groups, class_dropout=p.class_dropout,
+      time_conditioning=p.name in ("diffusion", "uniform_diffusion") and p.time_conditioning,
+      dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
+  objective = {
+      "maskgit": dict(mask_schedule=p.mask_schedule, min_mask_ratio=p.min_mask_ratio,
+                      label_smoothing=p.label_smoothing),
+      "autoregressive": dict(label_smoothing=p.label_smoothing),
+      "diffusion": dict(schedule=p.diffusion_schedule, exponent=p.diffusion_exponent),
+      "uniform_diffusion": dict(schedule=p.diffusion_schedule, exponent=p.diffusion_exponent,
+                                num_steps=p.uniform_steps, aux_weight=p.aux_weight),
+  }
+  if p.name not in PRIORS:
+    raise ValueError(f"Unknown prior {p.name!r}; choose one of {list(PRIORS)}.")
+  return PRIORS[p.name](network, **objective[p.name])
+
+
+def sampler_kwargs(config) -> dict:
+  """The keyword arguments of `prior.sample` that config.sampling sets for this prior."""
+  s = config.sampling
+  common = dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, guidance_scale=s.guidance_scale,
+                guidance_schedule=s.guidance_schedule)
+  if config.prior.name == "maskgit":
+    return dict(common, steps=s.steps, schedule=s.mask_schedule, choice_temperature=s.choice_temperature)
+  if config.prior.name in ("diffusion", "uniform_diffusion"):
+    return dict(common, steps=s.steps, grid=s.grid)
+  return common
+
+
+def classifier(config, rngs) -> Classifier:
+  """The feature classifier of config.model."""
+  return Classifier(config.model.num_classes, dropout=config.model.dropout, rngs=rngs)

@@ -1,0 +1,117 @@
+"""The feature-classifier stage: the in-domain Fashion-MNIST classifier behind the sample metrics, trained by the
+generic trainer like any other stage, cached, and turned into a `SampleScorer`.
+
+  python -m vqgen.cli.train_classifier          # 7 epochs (config.classifier_config), ~2.5 min on 2 CPU cores
+
+The cache is a workdir ($VQGEN_CACHE_DIR, default ~/.cache/vqgen, then classifier/fashion_mnist) with config.json,
+checkpoints and metrics.json holding the test accuracy. A cache that cannot be restored (corrupt, or another
+architecture) is trained again; an interrupted training resumes; delete the folder to retrain by hand.
+"""
+
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from vqgen import config as config_lib
+from vqgen import data as data_lib
+from vqgen.evaluation.samples import SampleScorer
+from vqgen.stages import build
+from vqgen.stages.image_data import ImageStage
+from vqgen.stages.workdir import load_run
+from vqgen.train import sharding as sharding_lib
+from vqgen.train import writers
+from vqgen.train.trainer import restore_model, train_and_evaluate
+
+MIN_ACCURACY = 0.91
+
+
+def default_workdir() -> str:
+  return os.path.join(os.environ.get("VQGEN_CACHE_DIR") or os.path.expanduser("~/.cache/vqgen"), "classifier",
+                      "fashion_mnist")
+
+
+class ClassifierStage(ImageStage):
+  NAME = "classifier"
+
+  def build_model(self, rngs):
+    return build.classifier(self.config, rngs)
+
+  def loss(self, model, batch, rng):
+    """Cross-entropy on randomly flipped images with dropped-out features."""
+    flip_key, dropout_key = jax.random.split(rng)
+    images = batch["image"]
+    if self.config.model.flip:
+      flip = jax.random.bernoulli(flip_key, 0.5, (len(images), 1, 1, 1))
+      images = jnp.where(flip, images[:, :, ::-1], images)
+    logits = model(images, dropout_key=dropout_key)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+
+  def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
+    """Accuracy over the eval split; writes metrics.json."""
+    graphdef, state = nnx.split(make_model())
+
+    @jax.jit
+    def counts(state, batch):  # (correct, real) rows of a padded global batch
+      correct = jnp.argmax(nnx.merge(graphdef, state)(batch["image"]), -1) == batch["label"]
+      return jnp.sum(correct * batch["mask"]), jnp.sum(batch["mask"])
+
+    total, count = 0, 0
+    for local in self.eval_batches(mesh):
+      correct, real = counts(state, sharding_lib.global_batch(local, mesh))
+      total, count = total + int(correct), count + int(real)
+    results = {"step": step, "test_accuracy": total / count, "num_eval_images": count}
+    if jax.process_index() == 0:
+      writer.write_scalars(step, {"eval/test_accuracy": results["test_accuracy"]})
+      writers.write_json(os.path.join(workdir, "metrics.json"), results)
+    return results
+
+
+def feature_classifier(workdir: str | None = None, data_dir: str = "", steps: int | None = None):
+  """(classifier, test accuracy): restored from `workdir` (default: the cache) when a run finished there, else
+  trained (or resumed) there first. `steps` shortens training (tests)."""
+  workdir = workdir or default_workdir()
+  metrics_path = os.path.join(workdir, "metrics.json")
+  if os.path.exists(metrics_path):
+    try:
+      _, model, _ = load_run(workdir, ClassifierStage)
+      return model, writers.read_json(metrics_path)["test_accuracy"]
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # a stale or corrupt cache is retrained
+      logging.warning("Classifier in %s is not usable (%s); training it again.", workdir, e)
+      shutil.rmtree(workdir)
+  config = config_lib.classifier_config()
+  config.data.data_dir = data_dir or ""
+  if steps:
+    config.train.steps = steps
+    config.train.log_every = config.train.checkpoint_every = min(steps, config.train.log_every)
+  config.lock()
+  config_lib.validate(config)
+  writers.say(f"Training the Fashion-MNIST feature classifier in {workdir} (once; it is cached) ...")
+  stage = ClassifierStage(config)
+  results = train_and_evaluate(config, workdir, stage)
+  if results["test_accuracy"] < MIN_ACCURACY and not steps:
+    logging.warning("Feature classifier reached %.2f%% test accuracy, below the %.0f%% target.",
+                    100 * results["test_accuracy"], 100 * MIN_ACCURACY)
+  return restore_model(config, workdir, stage), results["test_accuracy"]
+
+
+def sample_scorer(tokenizer=None, tokenizer_config=None, classifier_workdir: str | None = None,
+                  seed: int = 0) -> SampleScorer:
+  """A SampleScorer on the Fashion-MNIST splits with the cached classifier (and the tokenizer's reconstruction
+  distance when given)."""
+  if tokenizer_config is not None and tokenizer_config.data.name != "fashion_mnist":
+    raise ValueError(f"Sample metrics use a Fashion-MNIST classifier; the tokenizer was trained on "
+                     f"{tokenizer_config.data.name!r}. Set config.evaluation.metrics=False.")
+  data_dir = tokenizer_config.data.data_dir if tokenizer_config is not None else ""
+  classifier, accuracy = feature_classifier(classifier_workdir, data_dir)
+  test = data_lib.FashionMNIST("test", data_dir or None)
+  train = data_lib.FashionMNIST("train", data_dir or None)
+  train_images = train.images[np.random.default_rng(seed).permutation(len(train))]
+  return SampleScorer(classifier, accuracy, test.images.astype(np.float32) / 255.0,
+                      train_images.astype(np.float32) / 255.0, tokenizer)

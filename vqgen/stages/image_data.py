@@ -1,0 +1,27 @@
+"""The data side of the stages trained on images (config.data): the training stream and the ordered eval split."""
+
+import jax
+
+from vqgen import data as data_lib
+from vqgen.train import sharding as sharding_lib
+
+
+class ImageStage:
+  """Base of TokenizerStage and ClassifierStage: config.data's split as per-process batches."""
+
+  def __init__(self, config):
+    self.config = config
+
+  def train_dataset(self, batch_size: int, process_index: int, process_count: int):
+    d = self.config.data
+    source = data_lib.make_source(d.name, d.train_split, d.data_dir)
+    return data_lib.train_dataset(source, batch_size=batch_size, seed=self.config.seed, image_size=d.image_size,
+                                  process_index=process_index, process_count=process_count)
+
+  def eval_batches(self, mesh):
+    """One ordered pass over this process's rows of the eval split (padded batches with a `mask`)."""
+    d = self.config.data
+    source = data_lib.make_source(d.name, d.eval_split, d.data_dir)
+    return data_lib.eval_batches(source, batch_size=sharding_lib.per_process_batch_size(d.eval_batch_size, mesh),
+                                 image_size=d.image_size, process_index=jax.process_index(),
+                                 process_count=jax.process_count(), limit=d.eval_limit or None)
