@@ -129,3 +129,11 @@ def test_demo_prior_choices_name_their_config_files():
   for name in config_lib.PRIOR_CONFIGS:
     c = config_lib.load_config(config_lib.prior_config_path(name, "tokenizer=/tokenizer,steps=7"))
     assert (c.prior.name, c.tokenizer_workdir, c.train.steps) == (name, "/tokenizer", 7)
+
+
+def test_classifier_config_names_what_it_is_built_for():
+  c = config_lib.classifier_config()
+  config_lib.validate(c)
+  c.data.image_size = 32
+  with pytest.raises(ValueError, match="built for Fashion-MNIST"):
+    config_lib.validate(c)

@@ -1,5 +1,5 @@
-"""Every tokenizer config in configs/ trains a few steps with tiny overrides, end to end through vqgen.main.run
-(prior configs: tests/test_prior_stage.py)."""
+"""Every tokenizer config in configs/ trains a few steps with tiny overrides, end to end through vqgen.stages.run
+(prior configs and the classifier: tests/test_prior_stage.py)."""
 
 import glob
 import json
@@ -14,7 +14,7 @@ from vqgen.stages import run
 TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=2"]
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIG_FILES if "/prior/" not in p],
+@pytest.mark.parametrize("path", [p for p in CONFIG_FILES if "/tokenizer/" in p or p.endswith("demo.py")],
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_smoke(path, tmp_path):
   config = load(path, *TINY)

@@ -44,7 +44,8 @@ def main():
     json.dump(results, f, indent=2)
   print(f"\nTokenizer: test PSNR {tokenizer['test_psnr']:.2f} dB, codebook usage "
         f"{100 * tokenizer['codebook_usage']:.1f}% ({minutes_1:.1f} min)")
-  print(f"Prior ({FLAGS.prior}): validation loss {prior['val_loss']:.3f} nats/token, "
+  nll = f", NLL {prior['val_masked_nll']:.3f} per masked token" if "val_masked_nll" in prior else ""
+  print(f"Prior ({FLAGS.prior}): validation loss {prior['val_loss']:.3f} nats/token (the training objective{nll}), "
         f"{prior['sample_forward_passes']} forward passes per batch of samples ({minutes - minutes_1:.1f} min)")
   if "sample_fd" in prior:
     print(format_scores(prior))
