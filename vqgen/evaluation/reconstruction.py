@@ -39,7 +39,7 @@ def batch_statistics(model, batch: dict, codebook_size: int) -> tuple[dict, jax.
 
 def summarize(totals: dict, pixels_per_image: int, codebook_size: int) -> dict:
   """The split's metrics from the summed `batch_statistics` (numpy)."""
-  pixels = totals["count"] * pixels_per_image
+  pixels = np.float64(totals["count"]) * pixels_per_image
   per_level = [usage_and_perplexity(jnp.asarray(c)) for c in totals["codes"]]
   return {
       "test_psnr": psnr_from_mse(totals["sq_err"] / pixels),
