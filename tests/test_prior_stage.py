@@ -95,7 +95,8 @@ def test_sample_cli_writes_samples_and_reports_nfe(tokenizer_dir, tmp_path):
     assert "checkpoint" in f.read().lower()  # Orbax's restore records went to the log file
   with np.load(tmp_path / "out" / "samples.npz") as f:
     assert f["images"].shape == (6, 28, 28, 1) and set(f["labels"].tolist()) == {3}
-  bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--labels=12"],
+  bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--labels=12",
+                        f"--output={tmp_path}/bad"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "--labels must lie in [0, 10)" in bad.stderr
 

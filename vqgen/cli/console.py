@@ -7,11 +7,14 @@ every record, `--logtostderr` prints everything on the console and writes no fil
 lowers the console's bar.
 """
 
+import ast
 import logging as std_logging
 import os
 import sys
 
 from absl import app, flags, logging
+
+from vqgen import config as config_lib
 
 FLAGS = flags.FLAGS
 
@@ -40,13 +43,42 @@ def log_to_file(directory: str, process: int | None = None) -> str:
   return path
 
 
+def fail(message: str) -> None:
+  """Ends the command with one readable error (no traceback) and exit status 2."""
+  sys.stderr.write(f"Error: {message}\n")
+  sys.stderr.flush()
+  sys.exit(2)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a config override that does not fit the config (an unknown key, a value of the
+  wrong type) reported in one line instead of ml_collections' chained tracebacks."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    text = str(e.args[0]) if e.args else str(e)
+    while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # KeyError messages arrive as reprs
+      try:
+        text = str(ast.literal_eval(text))
+      except (ValueError, SyntaxError):
+        break
+    lines = [line.strip().strip("'\"") for line in text.splitlines() if line.strip()]
+    if isinstance(e, (AttributeError, KeyError)) and lines:
+      fail(f"no config key {lines[0]!r} (in a --config.* flag). " + " ".join(lines[1:]))
+    fail(f"a --config.* flag does not fit the config: {' '.join(lines)}")
+
+
 def start(main) -> None:
-  """Runs `main()` after flag parsing (absl `app.run`), refusing stray positional arguments."""
+  """Runs `main()` after flag parsing (absl `app.run`), refusing stray positional arguments; a ConfigError (an
+  impossible setting, a changed config on resume, a corrupt config.json) ends it with its message alone."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (TensorBoard writer)
 
   def checked(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    main()
+    try:
+      main()
+    except config_lib.ConfigError as e:
+      fail(str(e))
 
-  app.run(checked)
+  app.run(checked, flags_parser=_parse_flags)

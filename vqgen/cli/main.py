@@ -8,7 +8,6 @@ import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from vqgen import config as config_lib
 from vqgen import stages
 from vqgen.cli import console
 from vqgen.train import writers
@@ -24,13 +23,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main():
-  config_lib.validate(FLAGS.config)  # before anything is written to the workdir
+  stages.check(FLAGS.config, FLAGS.workdir)  # before anything is written to the workdir
   console.log_to_file(FLAGS.workdir, FLAGS.process_id if FLAGS.coordinator_address else None)
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("JAX process %d/%d, %d local / %d global devices", jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())
-  results = stages.run(FLAGS.config, FLAGS.workdir)
+  results = stages.train(FLAGS.config, FLAGS.workdir)
   writers.say("Final metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                             for k, v in sorted(results.items())))
 

@@ -19,11 +19,13 @@ from vqgen.stages.generate import Generator, parse_labels, save_samples
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a trained prior (python -m vqgen.main --config=configs/prior/...).")
-flags.DEFINE_integer("num_samples", 100, "How many samples.")
+flags.DEFINE_integer("num_samples", 100, "How many samples.", lower_bound=1)
 flags.DEFINE_string("labels", "", "Class labels: '' = balanced over classes, '3' = all class 3, '0,5' = cycled.")
 flags.DEFINE_string("output", None, "Output folder (default: the prior's workdir).")
+flags.DEFINE_bool("overwrite", False, "Replace samples.npz / samples.png in the output folder if they exist.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_integer("batch_size", None, "Sampling batch size (default config.sampling.batch_size).")
+flags.DEFINE_integer("batch_size", None, "Sampling batch size (default config.sampling.batch_size).",
+                     lower_bound=1)
 flags.DEFINE_bool("metrics", False, "Score the samples (Frechet distance, precision/recall, class accuracy).")
 # Sampler settings: each overrides config.sampling.<name> of the run.
 SAMPLER_FLAGS = {"steps": flags.DEFINE_integer, "temperature": flags.DEFINE_float, "top_k": flags.DEFINE_integer,
@@ -37,6 +39,10 @@ flags.mark_flags_as_required(["workdir"])
 
 def main():
   output = FLAGS.output or FLAGS.workdir
+  existing = [name for name in ("samples.npz", "samples.png") if os.path.exists(os.path.join(output, name))]
+  if existing and not FLAGS.overwrite:
+    console.fail(f"{output} already holds {' and '.join(existing)} (those of training, without --output); pass "
+                 "--output=<folder> for new ones, or --overwrite to replace them.")
   console.log_to_file(output)
   config, prior, stage = load_run(FLAGS.workdir, PriorStage)
   with config.unlocked():
@@ -45,7 +51,10 @@ def main():
         config.sampling[name] = getattr(FLAGS, name)
   config_lib.validate(config)
   num_classes = config.prior.num_classes
-  labels = parse_labels(FLAGS.labels, FLAGS.num_samples, num_classes)
+  try:
+    labels = parse_labels(FLAGS.labels, FLAGS.num_samples, num_classes)
+  except ValueError as e:
+    console.fail(str(e))
   if not num_classes:
     labels[:] = prior.network.vocab.null_label
   generator = Generator(prior, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config))

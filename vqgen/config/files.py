@@ -7,6 +7,8 @@ import os
 
 import ml_collections
 
+from vqgen.config.schema import ConfigError
+
 
 # Each prior family's Fashion-MNIST config file: configs/prior/<file>_fashion_mnist.py (`make demo PRIOR=...`).
 PRIOR_CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
@@ -44,5 +46,9 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: is {workdir!r} the workdir of a vqgen run?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except ValueError as e:  # json.JSONDecodeError
+    raise ConfigError(f"{path} is not valid JSON ({e}): the file is truncated or corrupt. Restore it from a copy, "
+                      "or rewrite it from the config file the run was started with.") from e

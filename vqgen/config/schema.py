@@ -9,6 +9,10 @@ import ml_collections
 from vqgen.quantizers import COMPOSITES, QUANTIZERS, own_arguments
 
 STAGES = ("tokenizer", "prior", "classifier")
+
+
+class ConfigError(ValueError):
+  """A config that cannot run as it is; the message names the key and the fix (command lines print it alone)."""
 RECONSTRUCTION = ("l1", "l2")
 PRE_QUANT_NORMS = ("none", "layernorm")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -185,14 +189,14 @@ def quantizer_config(name: str, **kwargs) -> ml_collections.ConfigDict:
   levels=(8, 5, 5, 5)). The section is exactly the keyword arguments of `quantizers.build_quantizer`.
   """
   if name not in QUANTIZERS:
-    raise ValueError(f"Unknown quantizer {name!r}; choose one of {sorted(QUANTIZERS)}.")
+    raise ConfigError(f"Unknown quantizer {name!r}; choose one of {sorted(QUANTIZERS)}.")
   c = ml_collections.ConfigDict({"name": name})
   params = own_arguments(name)
   if name in COMPOSITES:
     inner = kwargs.get("quantizer")
     singles = sorted(set(QUANTIZERS) - set(COMPOSITES))
     if inner not in singles:
-      raise ValueError(f"quantizer {name!r} needs quantizer=<the family of its levels>, one of {singles}.")
+      raise ConfigError(f"quantizer {name!r} needs quantizer=<the family of its levels>, one of {singles}.")
     c["quantizer"] = inner
     params = {**own_arguments(inner), **params}
   for key, p in params.items():
@@ -202,7 +206,7 @@ def quantizer_config(name: str, **kwargs) -> ml_collections.ConfigDict:
     elif p.default is not p.empty:
       c[key] = p.default
     elif key not in kwargs:
-      raise ValueError(f"quantizer {name!r} needs {key}=... in quantizer_config.")
+      raise ConfigError(f"quantizer {name!r} needs {key}=... in quantizer_config.")
   for key, value in kwargs.items():
     c[key] = value
   return c

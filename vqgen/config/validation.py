@@ -4,7 +4,7 @@ may be. Names (quantizers, priors, schedules) come from the model packages' own 
 import ml_collections
 from flax import nnx
 
-from vqgen.config.schema import COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES
+from vqgen.config.schema import COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError
 from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
 from vqgen.priors.diffusion import GRIDS
 from vqgen.quantizers import QUANTIZERS, build_quantizer
@@ -12,7 +12,7 @@ from vqgen.quantizers import QUANTIZERS, build_quantizer
 
 def _check(ok: bool, key: str, value, allowed: str):
   if not ok:
-    raise ValueError(f"Invalid config value {key}={value!r}: {allowed}.")
+    raise ConfigError(f"Invalid config value {key}={value!r}: {allowed}.")
 
 
 def _one_of(c, key: str, choices):
@@ -74,7 +74,7 @@ def _validate_tokenizer(c) -> None:
   try:  # the quantizer checks its own arguments: build it abstractly (no arrays)
     nnx.eval_shape(lambda: build_quantizer(**c.quantizer.to_dict(), rngs=nnx.Rngs(0)))
   except (ValueError, TypeError) as e:
-    raise ValueError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
+    raise ConfigError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
 
 
 def _validate_prior(c) -> None:

@@ -19,8 +19,12 @@ _INSTALL_HINT = ("Install it with `apt-get install dataset-fashion-mnist` (or `m
 def read_idx(path: pathlib.Path) -> np.ndarray:
   """Reads an IDX file (optionally gzipped): magic 0x0000 08 ndim, big-endian uint32 dims, uint8 data."""
   opener = gzip.open if path.suffix == ".gz" else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (EOFError, gzip.BadGzipFile, OSError) as e:
+    raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}): the file is truncated or corrupt. "
+                     "Reinstall the data (`apt-get install --reinstall dataset-fashion-mnist`).") from e
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic {data[:4]!r}).")
   ndim = data[3]

@@ -19,6 +19,36 @@ from vqgen.evaluation.classifier import batched_apply
 from vqgen.evaluation.frechet import feature_frechet_distance, precision_recall
 
 
+IMAGE_SHAPE = (28, 28, 1)  # what the classifier reads
+
+
+class SampleError(ValueError):
+  """Sample arrays that cannot be scored; the message says what was expected."""
+
+
+def check_samples(images, labels=None, num_classes: int = 10) -> None:
+  """Raises SampleError unless `images` are float [N >= 2, 28, 28, 1] in [0, 1] and `labels` (if given) N ints in
+  [0, num_classes)."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    raise SampleError(f"images have shape {list(images.shape)}; expected [N, 28, 28, 1] (NHWC Fashion-MNIST).")
+  if not np.issubdtype(images.dtype, np.floating):
+    raise SampleError(f"images are {images.dtype}; expected floats in [0, 1] (divide uint8 pixels by 255).")
+  if len(images) < 2:
+    raise SampleError(f"{len(images)} image(s): the metrics need at least 2 (a covariance), better >= 1000.")
+  lo, hi = float(np.min(images)), float(np.max(images))
+  if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+    raise SampleError(f"image values span [{lo:.4g}, {hi:.4g}]; expected [0, 1] (pixels / 255).")
+  if labels is not None:
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+      raise SampleError(f"{labels.size} labels of shape {list(labels.shape)} for {len(images)} images; expected one "
+                        "label per image.")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
+      raise SampleError(f"labels must be integers in [0, {num_classes}); got {labels.dtype} in "
+                        f"[{labels.min()}, {labels.max()}].")
+
+
 class SampleScorer:
   """Holds the classifier and the reference features; `score(images, labels)` for any number of sample sets.
 
@@ -55,10 +85,9 @@ class SampleScorer:
     return self._floors[n]
 
   def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    check_samples(images, labels)
     images = np.asarray(images, np.float32)
     n = len(images)
-    if n < 2:
-      raise ValueError("Sample metrics need at least 2 samples (a covariance), better >= 1000.")
     feats = self.features(images)
     p, r = precision_recall(self.test_features[:n], feats)
     out = {"sample_fd": feature_frechet_distance(feats, self.test_features), "precision": p, "recall": r,

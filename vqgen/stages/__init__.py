@@ -6,11 +6,10 @@ arguments (build.py). A stage supplies its model, loss, data and evaluation to `
   classifier  the in-domain feature network of the sample metrics (classifier.py)
 """
 
-from vqgen import config as config_lib
 from vqgen.stages.classifier import ClassifierStage
 from vqgen.stages.prior import PriorStage
 from vqgen.stages.tokenizer import TokenizerStage
-from vqgen.stages.workdir import load_run
+from vqgen.stages.workdir import check, load_run
 from vqgen.train.trainer import train_and_evaluate
 
 STAGES = {s.NAME: s for s in (TokenizerStage, PriorStage, ClassifierStage)}
@@ -22,10 +21,15 @@ def get_stage(config):
   return STAGES[config.stage](config)
 
 
-def run(config, workdir: str) -> dict:
-  """Validates `config`, then trains its stage in `workdir` (resuming from its checkpoints) and evaluates it."""
-  config_lib.validate(config)
+def train(config, workdir: str) -> dict:
+  """Trains the stage of a checked `config` in `workdir` (resuming from its checkpoints) and evaluates it."""
   return train_and_evaluate(config, workdir, get_stage(config))
 
 
-__all__ = ["STAGES", "ClassifierStage", "PriorStage", "TokenizerStage", "get_stage", "load_run", "run"]
+def run(config, workdir: str) -> dict:
+  """`check` (valid, and still the workdir's run when resuming), then `train`."""
+  check(config, workdir)
+  return train(config, workdir)
+
+
+__all__ = ["STAGES", "ClassifierStage", "PriorStage", "TokenizerStage", "check", "get_stage", "load_run", "run", "train"]

@@ -23,7 +23,7 @@ from vqgen import data as data_lib
 from vqgen.evaluation.samples import SampleScorer
 from vqgen.stages import build
 from vqgen.stages.image_data import ImageStage
-from vqgen.stages.workdir import load_run
+from vqgen.stages.workdir import check, load_run
 from vqgen.train import sharding as sharding_lib
 from vqgen.train import writers
 from vqgen.train.trainer import restore_model, train_and_evaluate
@@ -91,7 +91,7 @@ def feature_classifier(workdir: str | None = None, data_dir: str = "", steps: in
     config.train.steps = steps
     config.train.log_every = config.train.checkpoint_every = min(steps, config.train.log_every)
   config.lock()
-  config_lib.validate(config)
+  check(config, workdir)
   writers.say(f"Training the Fashion-MNIST feature classifier in {workdir} (once; it is cached) ...")
   stage = ClassifierStage(config)
   results = train_and_evaluate(config, workdir, stage)

@@ -91,8 +91,9 @@ class Generator:
 def save_samples(directory: str, samples: dict, num_classes: int, per_row: int = 10, name: str = "samples"):
   """Writes <name>.npz (tokens, images, labels) and <name>.png (one row per class, `per_row` images each)."""
   os.makedirs(directory, exist_ok=True)
-  np.savez_compressed(os.path.join(directory, name + ".npz"), tokens=samples["tokens"],
-                      images=samples["images"], labels=samples["labels"])
+  tmp = os.path.join(directory, name + ".tmp.npz")  # written whole, then renamed: never half a file
+  np.savez_compressed(tmp, tokens=samples["tokens"], images=samples["images"], labels=samples["labels"])
+  os.replace(tmp, os.path.join(directory, name + ".npz"))
   images, labels = samples["images"], samples["labels"]
   classes = range(num_classes) if num_classes else [0]
   rows = [images[labels == c][:per_row] for c in classes]

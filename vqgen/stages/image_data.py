@@ -18,6 +18,11 @@ class ImageStage:
     return data_lib.train_dataset(source, batch_size=batch_size, seed=self.config.seed, image_size=d.image_size,
                                   process_index=process_index, process_count=process_count)
 
+  def check_data(self) -> None:
+    d = self.config.data
+    for split in (d.train_split, d.eval_split):
+      data_lib.make_source(d.name, split, d.data_dir)
+
   def eval_batches(self, mesh):
     """One ordered pass over this process's rows of the eval split (padded batches with a `mask`)."""
     d = self.config.data

@@ -53,6 +53,9 @@ class PriorStage:
       raise ValueError(f"prior.num_classes={num_classes} but the data has label {int(codes['labels'].max())}.")
     return codes
 
+  def check_data(self) -> None:
+    self.codes(self.tokenizer_config.data.eval_split)  # extracted (and cached) before training, not after
+
   def build_model(self, rngs):
     return build.prior(self.config, self.codebook_size, self.grid, rngs)
 

@@ -1,7 +1,20 @@
-"""A finished run's workdir as inputs to another: its saved config and its trained model."""
+"""A run's workdir: checking a config against the run it would resume, and a finished run as another's input."""
+
+import os
 
 from vqgen import config as config_lib
+from vqgen.train import writers
 from vqgen.train.trainer import restore_model
+
+
+def check(config, workdir: str) -> None:
+  """Validates `config`; when `workdir` holds a run, refuses (ConfigError) a config that changes what defines it
+  (config.resume.MAY_CHANGE lists what may change). Writes nothing."""
+  config_lib.validate(config)
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    allowed = config_lib.check_resume(config_lib.load_workdir_config(workdir), config, workdir)
+    for key, old, new in allowed:
+      writers.say(f"Resuming with {key} = {new!r} (was {old!r}).")
 
 
 def load_run(workdir: str, stage_class) -> tuple:

@@ -1,16 +1,47 @@
-"""Orbax checkpoints of the train state together with the Grain data-iterator state.
+"""Orbax checkpoints of the train state together with the Grain data-iterator state, verified before use.
 
 Both are written in one `CheckpointManager` step, so a run resumed from step k sees exactly the batches an
 uninterrupted run would. Restoring takes an abstract state carrying the *current* shardings, so a checkpoint
-written on one mesh shape restores onto another. A checkpoint that fails to restore (truncated or corrupt files)
-is reported and the next older one is tried.
+written on one mesh shape restores onto another.
+
+Integrity: Orbax checks no bytes (a flipped byte in a tensor file restores as a wrong value), so once a save has
+completed, process 0 writes `vqgen_digest.json` into the step's folder: the SHA-256 of every file of the step.
+Restoring checks it first. A step whose files differ from their digest, or that Orbax cannot read, is skipped for
+the next older one; a training run also moves it to `<checkpoints>_unusable/<step>` (kept for inspection, out of
+the way of the step it will write again). A step without a digest (written before digests existed, or killed
+between the save and its digest) is restored unverified, with a warning.
 """
 
+import hashlib
+import json
 import logging
+import os
+import shutil
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from vqgen.train import writers
+
+DIGEST = "vqgen_digest.json"
+
+
+def file_digests(step_dir: str) -> dict:
+  """{relative path: SHA-256} of every file of a checkpoint step (the digest file itself excluded)."""
+  out = {}
+  for folder, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(folder, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel.startswith(DIGEST):  # the digest (and its temporary name while it is written)
+        continue
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+      out[rel] = h.hexdigest()
+  return out
 
 
 class Checkpointer:
@@ -19,6 +50,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self.manager = ocp.CheckpointManager(directory, options=options)
     self.directory = directory
+    self._undigested = []
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -26,41 +58,102 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
   def save(self, step: int, state, data_iterator=None) -> None:
+    """Starts an asynchronous save of `step`; its digest is written once it has completed."""
+    self._write_digests()
     items = {"state": ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    self._undigested.append(step)
 
-  def restore(self, abstract_state, data_iterator=None, step: int | None = None):
+  def _write_digests(self) -> None:
+    """Waits for the saves in flight, then records the digests of their steps (process 0)."""
+    if not self._undigested:
+      return
+    self.manager.wait_until_finished()
+    if jax.process_index() == 0:
+      for step in self._undigested:
+        folder = self.step_dir(step)
+        if os.path.isdir(folder):  # (a step already rotated out by max_to_keep has nothing to digest)
+          digests = file_digests(folder)
+          tmp = os.path.join(folder, DIGEST + ".tmp")
+          with open(tmp, "w") as f:
+            json.dump(digests, f, indent=1, sort_keys=True)
+          os.replace(tmp, os.path.join(folder, DIGEST))
+    self._undigested = []
+
+  def verify(self, step: int) -> str | None:
+    """What is wrong with the files of `step` (None: they match their digest, or it has none)."""
+    folder = self.step_dir(step)
+    path = os.path.join(folder, DIGEST)
+    if not os.path.exists(path):
+      logging.warning("Checkpoint step %d in %s has no digest (%s); restoring it unverified.", step,
+                      self.directory, DIGEST)
+      return None
+    try:
+      with open(path) as f:
+        expected = json.load(f)
+    except (OSError, ValueError) as e:
+      return f"its digest file is unreadable ({e})"
+    found = file_digests(folder)
+    missing = sorted(set(expected) - set(found))
+    changed = sorted(k for k in expected if k in found and found[k] != expected[k])
+    if missing or changed:
+      return (f"{len(missing)} file(s) missing {missing[:3]}, {len(changed)} file(s) changed since the save "
+              f"{changed[:3]}")
+    return None
+
+  def restore(self, abstract_state, data_iterator=None, step: int | None = None, set_aside: bool = False):
     """Restores into `abstract_state`'s shapes and shardings (and `data_iterator` in place).
 
-    Returns (state, step), or (None, None) when there is no checkpoint. With step=None the newest readable
-    checkpoint is used.
+    Returns (state, step), or (None, None) when there is no checkpoint. With step=None the newest verified and
+    readable checkpoint is used; `set_aside` moves the unusable newer ones out of the checkpoint folder.
     """
     steps = [step] if step is not None else list(reversed(self.all_steps()))
     errors = []
     for s in steps:
-      items = {"state": ocp.args.StandardRestore(abstract_state)}
-      if data_iterator is not None:
-        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-      try:
-        restored = self.manager.restore(s, args=ocp.args.Composite(**items))
-      except Exception as e:  # Orbax raises many types for unreadable files.
-        logging.warning("Checkpoint step %d in %s could not be restored (%s: %s); trying an older one.",
-                        s, self.directory, type(e).__name__, e)
-        errors.append(f"step {s}: {type(e).__name__}: {e}")
-        continue
-      return restored["state"], s
+      problem = self.verify(s)
+      if problem is None:
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+          items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        try:
+          restored = self.manager.restore(s, args=ocp.args.Composite(**items))
+          return restored["state"], s
+        except Exception as e:  # Orbax raises many types for unreadable files.  pylint: disable=broad-except
+          problem = f"{type(e).__name__}: {str(e)[:500]}"
+      logging.warning("Checkpoint step %d in %s is unusable (%s); trying an older one.", s, self.directory,
+                      problem)
+      errors.append(f"step {s}: {problem}")
+      if set_aside:
+        self._set_aside(s)
     if errors:
+      advice = (f"they were moved to {self.directory.rstrip('/')}_unusable; run again to train from step 0"
+                if set_aside else "move the directory away to start afresh, or fix the files")
       raise RuntimeError(f"No checkpoint in {self.directory} could be restored:\n  " + "\n  ".join(errors) +
-                         "\nMove the directory away to start afresh, or fix the files.")
+                         f"\n{advice[0].upper() + advice[1:]}.")
     return None, None
 
+  def _set_aside(self, step: int) -> None:
+    """Moves an unusable step to <checkpoints>_unusable/<step> (process 0) and forgets it."""
+    if jax.process_index() == 0:
+      target = os.path.join(self.directory.rstrip("/") + "_unusable", str(step))
+      if os.path.exists(target):
+        shutil.rmtree(target)
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(self.step_dir(step), target)
+      writers.say(f"Checkpoint step {step} is unusable: moved to {target} (kept for inspection).")
+    self.manager.reload()
+
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    self._write_digests()
 
   def close(self) -> None:
+    self._write_digests()
     self.manager.close()
 
 

@@ -18,6 +18,7 @@ from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.optim import build_optimizer, learning_rate_schedule
 from vqgen.train.state import ModelSpec, TrainState, create_train_state, state_shardings
+from vqgen.train import writers
 from vqgen.train.writers import Progress, create_writer, periodic_actions
 
 
@@ -29,6 +30,9 @@ class Stage(Protocol):
   def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]: ...
 
   def train_dataset(self, batch_size: int, process_index: int, process_count: int): ...
+
+  def check_data(self) -> None:
+    """Opens every split the run will read (raising on missing or corrupt data) before the first step."""
 
   def evaluate(self, model: Callable[[], nnx.Module], mesh, workdir: str, writer, step: int) -> dict: ...
 
@@ -64,9 +68,9 @@ def make_train_step(spec: ModelSpec, tx: optax.GradientTransformation, loss_fn, 
 
 
 def save_config(config, workdir: str) -> None:
+  """config.json, written atomically (after the checkpoint it describes was found usable)."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    writers.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,7 +89,6 @@ def _check_finite(state: TrainState, ckpt: Checkpointer):
 def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   """Trains `stage` for config.train.steps (resuming from workdir's checkpoints), then evaluates it."""
   os.makedirs(workdir, exist_ok=True)
-  save_config(config, workdir)
   c = config
   mesh = mesh or sharding_lib.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.model)
   spec = ModelSpec(stage.build_model, mesh, c.mesh.rules)
@@ -96,14 +99,16 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   state, shardings = create_train_state(spec, tx, init_rng, use_ema=c.optimizer.ema_decay > 0)
   logging.info("Model: %d parameters; mesh %s", spec.num_params(), dict(mesh.shape))
 
+  stage.check_data()
   local_batch = sharding_lib.per_process_batch_size(c.data.batch_size, mesh)
   data_iter = iter(stage.train_dataset(local_batch, jax.process_index(), jax.process_count()))
   ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=c.train.keep_checkpoints)
-  restored, restored_step = ckpt.restore(abstract_with_shardings(state, shardings), data_iter)
+  restored, restored_step = ckpt.restore(abstract_with_shardings(state, shardings), data_iter, set_aside=True)
   if restored is not None:
     state = restored
-    logging.info("Resumed from checkpoint step %d.", restored_step)
-    print(f"Resumed from checkpoint step {restored_step}.", flush=True)
+    writers.say(f"Resumed from checkpoint step {restored_step}.")
+    writers.drop_rows_after(workdir, restored_step)  # the steps after it are trained (and logged) again
+  save_config(config, workdir)
 
   batch_shardings = sharding_lib.batch_sharding(mesh)
   rep = sharding_lib.replicated(mesh)

@@ -104,12 +104,36 @@ def read_json(path: str):
     return json.load(f)
 
 
-def write_json(path: str, obj) -> None:
-  """Writes `obj` as indented JSON atomically (a reader never sees half a file)."""
+def write_text(path: str, text: str) -> None:
+  """Writes a file atomically: to a temporary name, then renamed (a reader never sees half a file)."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json(path: str, obj) -> None:
+  write_text(path, json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _row_step(line: str) -> float:
+  """A metrics.jsonl row's step; inf for a torn or empty line (dropped)."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return float("inf")
+
+
+def drop_rows_after(workdir: str, step: int) -> None:
+  """Removes the metrics.jsonl rows of steps after `step` (a resumed run logs them again)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = [line for line in lines if _row_step(line) <= step]
+  if len(keep) != len(lines):
+    write_text(path, "".join(keep))
 
 
 def periodic_actions(num_steps: int, log_every: int, workdir: str, writer, profile: bool) -> list:
