@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config
+from test_config import load
 from vqgen import config as config_lib
 from vqgen.data import FashionMNIST
 from vqgen.stages import TokenizerStage, load_run, run
@@ -223,3 +225,49 @@ def test_promises_page_lists_every_fault():
   with open(__file__) as f:
     tests = set(re.findall(r"^def (test_\w+)", f.read(), re.M)) - {"test_promises_page_lists_every_fault"}
   assert set(re.findall(r"`(test_\w+)`", page)) - {"test_promises_page_lists_every_fault"} == tests
+
+
+KILL_FLAGS = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "--config.model.norm_groups=4",
+              "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
+              "--config.optimizer.warmup_steps=1", "--config.train.steps=40", "--config.train.log_every=1",
+              "--config.train.checkpoint_every=10"]
+
+
+def _killed_at(line_prefix: str, workdir, in_save: bool = False) -> list:
+  """Runs vqgen.main and SIGKILLs it as soon as it prints a line starting with `line_prefix` (with `in_save`: then
+  as soon as a checkpoint folder is being written); returns the leftover temporary checkpoint folders."""
+  proc = subprocess.Popen([sys.executable, "-m", "vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}",
+                           *KILL_FLAGS], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  in_progress = lambda: [n for n in os.listdir(checkpoints) if not n.isdigit()]
+  try:
+    for line in proc.stdout:
+      if line.startswith(line_prefix):
+        deadline = time.monotonic() + 30
+        while in_save and not in_progress() and time.monotonic() < deadline:
+          time.sleep(0.0002)
+        proc.kill()  # SIGKILL: no handler, no finally, no flush
+        break
+  finally:
+    proc.kill()
+    proc.wait(timeout=60)
+  assert proc.returncode == -9
+  return in_progress()
+
+
+def test_sigkill_mid_run_and_mid_save_resumes_exactly(tmp_path):
+  """A run killed with SIGKILL between steps, or while a checkpoint is being written, resumes with the same
+  command to the same parameters as a run never interrupted."""
+  reference = tmp_path / "reference"
+  run(load(os.path.join(ROOT, "configs/demo.py"), *KILL_FLAGS), str(reference))
+  expected = params(reference)
+  # At step 19 the save of step 10 has long finished (a kill between saves); from step 29 on the kill waits for the
+  # save of step 30 to begin, so it lands inside it. Both resume to the reference parameters.
+  for name, prefix, in_save in (("mid_run", "step 19/40", False), ("mid_save", "step 29/40", True)):
+    workdir = tmp_path / name
+    leftovers = _killed_at(prefix, workdir, in_save)
+    assert bool(leftovers) == in_save, leftovers  # the temporary folder of the interrupted save
+    result = cli("vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}", *KILL_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"Resumed from checkpoint step (10|20)\.", result.stdout), result.stdout[-2000:]
+    jax.tree.map(np.testing.assert_array_equal, params(workdir), expected)
