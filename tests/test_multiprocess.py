@@ -1,5 +1,6 @@
 """A 2-process run on localhost (CPU, jax.distributed) trains a few steps and saves a checkpoint."""
 
+import json
 import os
 import re
 import socket
@@ -50,4 +51,10 @@ def test_two_process_run(tmp_path):
   assert os.path.isdir(tmp_path / "run" / "checkpoints" / "3" / "state")
   data_files = set(os.listdir(tmp_path / "run" / "checkpoints" / "3" / "data"))
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= data_files  # each process's iterator state
+  step = tmp_path / "run" / "checkpoints" / "3"
+  digests = {}
+  for i in range(2):  # each process digested the files it wrote; together they cover the step
+    digests.update(json.loads((step / f"vqgen_digest.process_{i}.json").read_text()))
+  files = {str(p.relative_to(step)) for p in step.rglob("*") if p.is_file() and "vqgen_digest" not in p.name}
+  assert set(digests) == files and any("process_1" in name for name in digests)
   assert (tmp_path / "run" / "metrics.json").exists()

@@ -5,36 +5,47 @@ uninterrupted run would. Restoring takes an abstract state carrying the *current
 written on one mesh shape restores onto another.
 
 Integrity: Orbax checks no bytes (a flipped byte in a tensor file restores as a wrong value), so once a save has
-completed, process 0 writes `vqgen_digest.json` into the step's folder: the SHA-256 of every file of the step.
-Restoring checks it first. A step whose files differ from their digest, or that Orbax cannot read, is skipped for
+completed, every process writes `vqgen_digest.process_<i>.json` into the step's folder: the SHA-256 of the files
+it wrote (those named `process_<i>`; process 0 also takes the shared ones). Restoring checks every digest of the
+step on every process (so all processes agree on which step is usable). A step whose files differ from their digest, or that Orbax cannot read, is skipped for
 the next older one; a training run also moves it to `<checkpoints>_unusable/<step>` (kept for inspection, out of
 the way of the step it will write again). A step without a digest (written before digests existed, or killed
 between the save and its digest) is restored unverified, with a warning.
 """
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from vqgen.train import writers
 
-DIGEST = "vqgen_digest.json"
+DIGEST = "vqgen_digest"  # file names vqgen_digest.process_<i>.json
 
 
-def file_digests(step_dir: str) -> dict:
-  """{relative path: SHA-256} of every file of a checkpoint step (the digest file itself excluded)."""
+def owner(relpath: str) -> int:
+  """The process that wrote a checkpoint file: the i of a `process_<i>` in its path, else 0 (shared files)."""
+  match = re.search(r"process_(\d+)", relpath)
+  return int(match.group(1)) if match else 0
+
+
+def file_digests(step_dir: str, process: int | None = None) -> dict:
+  """{relative path: SHA-256} of the files of a checkpoint step (of one process's files when `process` is given),
+  the digests themselves excluded."""
   out = {}
   for folder, _, files in os.walk(step_dir):
     for name in files:
       path = os.path.join(folder, name)
       rel = os.path.relpath(path, step_dir)
-      if rel.startswith(DIGEST):  # the digest (and its temporary name while it is written)
+      if rel.startswith(DIGEST) or (process is not None and owner(rel) != process):
         continue
       h = hashlib.sha256()
       with open(path, "rb") as f:
@@ -75,33 +86,35 @@ class Checkpointer:
     if not self._undigested:
       return
     self.manager.wait_until_finished()
-    if jax.process_index() == 0:
-      for step in self._undigested:
-        folder = self.step_dir(step)
-        if os.path.isdir(folder):  # (a step already rotated out by max_to_keep has nothing to digest)
-          digests = file_digests(folder)
-          tmp = os.path.join(folder, DIGEST + ".tmp")
-          with open(tmp, "w") as f:
-            json.dump(digests, f, indent=1, sort_keys=True)
-          os.replace(tmp, os.path.join(folder, DIGEST))
+    me = jax.process_index()
+    for step in self._undigested:
+      folder = self.step_dir(step)
+      if os.path.isdir(folder):  # (a step already rotated out by max_to_keep has nothing to digest)
+        digests = file_digests(folder, me)
+        path = os.path.join(folder, f"{DIGEST}.process_{me}.json")
+        with open(path + ".tmp", "w") as f:
+          json.dump(digests, f, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
     self._undigested = []
 
   def verify(self, step: int) -> str | None:
-    """What is wrong with the files of `step` (None: they match their digest, or it has none)."""
+    """What is wrong with the files of `step` (None: they match their digests, or it has none)."""
     folder = self.step_dir(step)
-    path = os.path.join(folder, DIGEST)
-    if not os.path.exists(path):
-      logging.warning("Checkpoint step %d in %s has no digest (%s); restoring it unverified.", step,
-                      self.directory, DIGEST)
+    paths = sorted(glob.glob(os.path.join(folder, f"{DIGEST}.process_*.json")))
+    if not paths:
+      logging.warning("Checkpoint step %d in %s has no digest (%s.process_<i>.json); restoring it unverified.",
+                      step, self.directory, DIGEST)
       return None
-    try:
-      with open(path) as f:
-        expected = json.load(f)
-    except (OSError, ValueError) as e:
-      return f"its digest file is unreadable ({e})"
-    found = file_digests(folder)
+    expected = {}
+    for path in paths:
+      try:
+        with open(path) as f:
+          expected.update(json.load(f))
+      except (OSError, ValueError) as e:
+        return f"its digest {os.path.basename(path)} is unreadable ({e})"
+    found = {k: v for k, v in file_digests(folder).items() if k in expected}
     missing = sorted(set(expected) - set(found))
-    changed = sorted(k for k in expected if k in found and found[k] != expected[k])
+    changed = sorted(k for k in found if found[k] != expected[k])
     if missing or changed:
       return (f"{len(missing)} file(s) missing {missing[:3]}, {len(changed)} file(s) changed since the save "
               f"{changed[:3]}")
@@ -141,12 +154,16 @@ class Checkpointer:
   def _set_aside(self, step: int) -> None:
     """Moves an unusable step to <checkpoints>_unusable/<step> (process 0) and forgets it."""
     if jax.process_index() == 0:
-      target = os.path.join(self.directory.rstrip("/") + "_unusable", str(step))
-      if os.path.exists(target):
-        shutil.rmtree(target)
+      base = target = os.path.join(self.directory.rstrip("/") + "_unusable", str(step))
+      copies = 0
+      while os.path.exists(target):  # an earlier copy of the same step stays too
+        copies += 1
+        target = f"{base}.{copies}"
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.move(self.step_dir(step), target)
       writers.say(f"Checkpoint step {step} is unusable: moved to {target} (kept for inspection).")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"set aside checkpoint {step}")  # every process sees the move
     self.manager.reload()
 
   def wait(self) -> None:
