@@ -20,6 +20,7 @@ from vqgen import config as config_lib
 from vqgen.cli import console
 from vqgen.evaluation.samples import format_scores
 from vqgen.stages import run
+from vqgen.train import writers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Where both stages and the results go.")
@@ -31,17 +32,20 @@ def main():
   console.log_to_file(workdir)
   start = time.perf_counter()
   tokenizer_dir, prior_dir = os.path.join(workdir, "tokenizer"), os.path.join(workdir, "prior")
+  print(f"Stage 1 of 2: the FSQ tokenizer of configs/demo.py, in {tokenizer_dir}", flush=True)
   tokenizer = run(config_lib.load_config(os.path.join(config_lib.configs_dir(), "demo.py")), tokenizer_dir)
   minutes_1 = (time.perf_counter() - start) / 60
-  prior_config = config_lib.load_config(config_lib.prior_config_path(FLAGS.prior, f"tokenizer={tokenizer_dir}"))
+  prior_path = config_lib.prior_config_path(FLAGS.prior)
+  prior_config = config_lib.load_config(f"{prior_path}:tokenizer={tokenizer_dir}")
+  print(f"Stage 2 of 2: the {FLAGS.prior} prior of configs/prior/{os.path.basename(prior_path)}, in {prior_dir}",
+        flush=True)
   prior = run(prior_config, prior_dir)
   minutes = (time.perf_counter() - start) / 60
   for name in ("samples.npz", "samples.png"):
     shutil.copy(os.path.join(prior_dir, name), os.path.join(workdir, name))
   results = {"tokenizer": tokenizer, "prior": prior,
              "minutes": {"tokenizer": minutes_1, "prior": minutes - minutes_1, "total": minutes}}
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  writers.write_text(os.path.join(workdir, "metrics.json"), json.dumps(results, indent=2))
   print(f"\nTokenizer: test PSNR {tokenizer['test_psnr']:.2f} dB, codebook usage "
         f"{100 * tokenizer['codebook_usage']:.1f}% ({minutes_1:.1f} min)")
   nll = f", NLL {prior['val_masked_nll']:.3f} per masked token" if "val_masked_nll" in prior else ""

@@ -141,6 +141,7 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
     ckpt.wait()  # an interrupted run still finishes writing the checkpoints it started
 
   params = state.ema_params if state.ema_params is not None else state.params
+  writers.say(f"Evaluating the model of step {int(jax.device_get(state.step))} ...")
   results = stage.evaluate(lambda: spec.merge(params, state.rest), mesh, workdir, writer,
                            int(jax.device_get(state.step)))
   writer.flush()
