@@ -22,7 +22,9 @@ FLAGS = flags.FLAGS
 def log_to_file(directory: str, process: int | None = None) -> str:
   """Sends every log record to <directory>/log.txt (log.<process>.txt for one process of a multi-process run);
   returns the path."""
-  logging.set_verbosity(logging.INFO)
+  if FLAGS["verbosity"].using_default_value:
+    logging.set_verbosity(logging.INFO)
+    std_logging.getLogger().setLevel(std_logging.INFO)
   std_logging.captureWarnings(True)  # Python warnings become log records too
   if FLAGS.logtostderr:
     return ""
@@ -76,6 +78,8 @@ def start(main) -> None:
   def checked(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS["verbosity"].using_default_value and not FLAGS.logtostderr:
+      std_logging.getLogger().setLevel(std_logging.WARNING)  # until log_to_file opens the log (checks run first)
     try:
       main()
     except config_lib.ConfigError as e:

@@ -1,8 +1,9 @@
 """What may change when a run resumes: a workdir's saved config against the config of the command resuming it.
 
 Keys that define the model, the data, the objective or the optimisation must match, or the resumed run would be
-a different experiment under the old name. The keys below only say how long to train, how often to log and
-save, how to evaluate and sample, and where the computation runs (a checkpoint restores onto any mesh).
+a different experiment under the old name. The keys below only say how long to train (the schedule's lengths:
+extending a run stretches its cosine), how often to log and save, how to evaluate and sample, and where the
+computation runs (a checkpoint restores onto any mesh).
 """
 
 import fnmatch
@@ -11,7 +12,7 @@ import json
 from vqgen.config.schema import ConfigError
 
 MAY_CHANGE = (
-    "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.num_grid_images",
+    "train.steps", "optimizer.warmup_steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.num_grid_images",
     "train.profile", "data.eval_batch_size", "data.eval_limit", "mesh.*", "sampling.*", "evaluation.*",
 )
 

@@ -1,7 +1,7 @@
 """Config variants: `--config=configs/tokenizer/fsq_fashion_mnist.py:levels=8-5-5-5,steps=500` applies
 `key=value` pairs that the config file maps onto config keys (`parse_variant`), with small value parsers."""
 
-import logging
+import sys
 
 import ml_collections
 
@@ -51,8 +51,8 @@ def parse_variant(arg: str | None, config: ml_collections.ConfigDict, parsers: d
     steps, warmup = config.train.steps, config.optimizer.warmup_steps
     if isinstance(steps, int) and steps >= 1 and warmup >= steps:
       config.optimizer.warmup_steps = steps // 10
-      logging.warning("train.steps=%d is not above optimizer.warmup_steps=%d: warmup set to %d (a tenth).", steps,
-                      warmup, steps // 10)
+      print(f"Note: train.steps={steps} is not above optimizer.warmup_steps={warmup}: warmup set to {steps // 10} "
+            "(a tenth).", file=sys.stderr)
 
 
 def levels_from_string(s: str) -> tuple[int, ...]:

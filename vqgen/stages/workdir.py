@@ -3,7 +3,6 @@
 import os
 
 from vqgen import config as config_lib
-from vqgen.train import writers
 from vqgen.train.trainer import restore_model
 
 
@@ -13,8 +12,8 @@ def check(config, workdir: str) -> None:
   config_lib.validate(config)
   if os.path.exists(os.path.join(workdir, "config.json")):
     allowed = config_lib.check_resume(config_lib.load_workdir_config(workdir), config, workdir)
-    for key, old, new in allowed:
-      writers.say(f"Resuming with {key} = {new!r} (was {old!r}).")
+    for key, old, new in allowed:  # (a plain print: no JAX call may come before jax.distributed.initialize)
+      print(f"Resuming with {key} = {new!r} (was {old!r}).", flush=True)
 
 
 def load_run(workdir: str, stage_class) -> tuple:
