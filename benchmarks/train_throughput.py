@@ -26,9 +26,7 @@ import jax  # noqa: E402
 from vqgen import config as config_lib  # noqa: E402
 from vqgen.stages import get_stage  # noqa: E402
 from vqgen.train import sharding as sharding_lib  # noqa: E402
-from vqgen.train.optim import build_optimizer  # noqa: E402
-from vqgen.train.state import ModelSpec, create_train_state  # noqa: E402
-from vqgen.train.trainer import make_train_step  # noqa: E402
+from vqgen.train.step import build_training  # noqa: E402
 
 
 def timed(fn, n):
@@ -54,13 +52,8 @@ def main():
   config_lib.validate(c)
   stage = get_stage(c)
   mesh = sharding_lib.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.model)
-  spec = ModelSpec(stage.build_model, mesh, c.mesh.rules)
-  tx = build_optimizer(c.optimizer, c.train.steps)
-  state, shardings = create_train_state(spec, tx, jax.random.key(0), c.optimizer.ema_decay > 0)
-  rep = sharding_lib.replicated(mesh)
-  step = jax.jit(make_train_step(spec, tx, stage.loss, c.optimizer.ema_decay),
-                 in_shardings=(shardings, sharding_lib.batch_sharding(mesh), rep), out_shardings=(shardings, rep),
-                 donate_argnums=(0,))
+  training = build_training(c, stage, mesh)
+  state, step = training.state, training.step
   data_iter = iter(stage.train_dataset(sharding_lib.per_process_batch_size(c.data.batch_size, mesh), 0, 1))
   rng = jax.random.key(1)
   fixed = sharding_lib.global_batch(next(data_iter), mesh)
@@ -89,7 +82,7 @@ def main():
   rows = [("compute (step on a fixed batch)", t_compute), ("data (pipeline alone)", t_data),
           ("loop (pipeline + step)", t_loop)]
   share, slowdown = t_data / t_loop, 1.0 - t_compute / t_loop
-  header = (f"Config `{os.path.relpath(args.config, ROOT)}`, global batch {b}, {spec.num_params():,} parameters, "
+  header = (f"Config `{os.path.relpath(args.config, ROOT)}`, global batch {b}, {training.spec.num_params():,} parameters, "
             f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
             f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}; "
             f"jax {jax.__version__}; {args.steps} timed steps each; first step (compile) {compile_s:.1f} s.")

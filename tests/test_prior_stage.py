@@ -18,9 +18,7 @@ from vqgen.stages import PriorStage, TokenizerStage, build, codes as codes_lib, 
 from vqgen.stages.classifier import feature_classifier, sample_scorer
 from vqgen.stages.generate import Generator, balanced_labels
 from vqgen.train import sharding as sharding_lib
-from vqgen.train.optim import build_optimizer
-from vqgen.train.state import ModelSpec, create_train_state
-from vqgen.train.trainer import make_train_step
+from vqgen.train.step import build_training
 
 PRIOR_CONFIGS = [p for p in CONFIG_FILES if "/prior/" in p]
 PRIOR_TINY = ["--config.network.width=32", "--config.network.depth=1", "--config.network.heads=2",
@@ -109,13 +107,8 @@ def test_sharded_prior_step_equals_single_device(tokenizer_dir):
            "label": stage.train_codes["labels"][:16]}
 
   def one_step(mesh):
-    spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
-    tx = build_optimizer(config.optimizer, config.train.steps)
-    state, shardings = create_train_state(spec, tx, jax.random.key(0), use_ema=True)
-    rep = sharding_lib.replicated(mesh)
-    step = jax.jit(make_train_step(spec, tx, stage.loss, 0.9),
-                   in_shardings=(shardings, sharding_lib.batch_sharding(mesh), rep), out_shardings=(shardings, rep))
-    return step(state, sharding_lib.global_batch(batch, mesh), jax.random.key(1))
+    t = build_training(config, stage, mesh, donate=False)
+    return t.step(t.state, sharding_lib.global_batch(batch, mesh), jax.random.key(1))
 
   single, m1 = one_step(sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1]))
   sharded, m8 = one_step(sharding_lib.make_mesh(data=2, fsdp=4, model=1))
@@ -132,9 +125,8 @@ def test_prior_evaluation_on_eight_devices_equals_one_device(tokenizer_dir):
   stage = PriorStage(config)
 
   def evaluate(mesh):
-    spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
-    state, _ = create_train_state(spec, build_optimizer(config.optimizer, 1), jax.random.key(0), use_ema=False)
-    model = spec.merge(state.params, state.rest)
+    t = build_training(config, stage, mesh, donate=False)
+    model = t.spec.merge(t.state.params, t.state.rest)
     generator = Generator(model, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config))
     samples = generator(balanced_labels(20, 10), jax.random.key(3), batch_size=8)
     return stage.validation_loss(model, mesh), samples

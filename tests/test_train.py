@@ -10,26 +10,17 @@ from conftest import tiny_config
 from vqgen.stages import TokenizerStage
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
-from vqgen.train.optim import build_optimizer
-from vqgen.train.state import ModelSpec, create_train_state
-from vqgen.train.trainer import NonFiniteLossError, make_train_step, train_and_evaluate
+from vqgen.train.step import build_training
+from vqgen.train.trainer import NonFiniteLossError, train_and_evaluate
 
 
 def build(config, mesh):
-  stage = TokenizerStage(config)
-  spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
-  tx = build_optimizer(config.optimizer, config.train.steps)
-  state, shardings = create_train_state(spec, tx, jax.random.key(0), use_ema=config.optimizer.ema_decay > 0)
-  return stage, spec, tx, state, shardings
+  return build_training(config, TokenizerStage(config), mesh, donate=False)
 
 
 def one_step(config, mesh, batch):
-  stage, spec, tx, state, shardings = build(config, mesh)
-  rep = sharding_lib.replicated(mesh)
-  step = jax.jit(make_train_step(spec, tx, stage.loss, config.optimizer.ema_decay),
-                 in_shardings=(shardings, sharding_lib.batch_sharding(mesh), rep), out_shardings=(shardings, rep))
-  new_state, metrics = step(state, sharding_lib.global_batch(batch, mesh), jax.random.key(1))
-  return new_state, metrics
+  t = build(config, mesh)
+  return t.step(t.state, sharding_lib.global_batch(batch, mesh), jax.random.key(1))
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +57,9 @@ def test_checkpoint_restores_on_other_meshes(tmp_path, batch):
   ckpt.wait()
   for mesh in (sharding_lib.make_mesh(data=4, fsdp=2, model=1),
                sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1])):
-    _, _, _, fresh, shardings = build(config, mesh)
-    restored, step = ckpt.restore(abstract_with_shardings(fresh, shardings))
+    t = build(config, mesh)
+    restored, step = ckpt.restore(abstract_with_shardings(t.state, t.shardings))
+    shardings = t.shardings
     assert step == 1
     for a, b, s in zip(jax.tree.leaves(state), jax.tree.leaves(restored), jax.tree.leaves(shardings)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -104,9 +96,9 @@ def interrupt_after(k):
 
 
 def final_state(workdir, config):
-  _, spec, _, state, shardings = build(config, sharding_lib.make_mesh())
+  t = build(config, sharding_lib.make_mesh())
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-  restored, step = ckpt.restore(abstract_with_shardings(state, shardings))
+  restored, step = ckpt.restore(abstract_with_shardings(t.state, t.shardings))
   return restored, step
 
 

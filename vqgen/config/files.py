@@ -7,7 +7,9 @@ import os
 
 import ml_collections
 
-from vqgen.config.schema import ConfigError
+from vqgen.config.schema import ConfigError, classifier_config, prior_config, tokenizer_config
+
+SCHEMAS = {"tokenizer": tokenizer_config, "prior": prior_config, "classifier": classifier_config}
 
 
 # Each prior family's Fashion-MNIST config file: configs/prior/<file>_fashion_mnist.py (`make demo PRIOR=...`).
@@ -42,13 +44,26 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in its workdir (config.json)."""
+  """The config a run saved in its workdir (config.json), over today's defaults of its stage: a key added to the
+  schema after the run was made reads as its default, which is what the run did (e.g. loss.perceptual_weight=0)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: is {workdir!r} the workdir of a vqgen run?")
   try:
     with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+      saved = json.load(f)
   except ValueError as e:  # json.JSONDecodeError
     raise ConfigError(f"{path} is not valid JSON ({e}): the file is truncated or corrupt. Restore it from a copy, "
                       "or rewrite it from the config file the run was started with.") from e
+  schema = SCHEMAS.get(saved.get("stage"))
+  return ml_collections.ConfigDict(_over(schema().to_dict(), saved) if schema else saved)
+
+
+def _over(defaults: dict, saved: dict) -> dict:
+  """`saved` with the keys it lacks taken from `defaults`; a quantizer section is taken whole (its keys depend on
+  the quantizer it names)."""
+  out = dict(defaults)
+  for key, value in saved.items():
+    nested = isinstance(value, dict) and isinstance(defaults.get(key), dict) and key != "quantizer"
+    out[key] = _over(defaults[key], value) if nested else value
+  return out

@@ -9,11 +9,14 @@ import ml_collections
 from vqgen.quantizers import COMPOSITES, QUANTIZERS, own_arguments
 
 STAGES = ("tokenizer", "prior", "classifier")
+CLASSIFIER_ARCHITECTURES = ("sample_metric", "perceptual")
 
 
 class ConfigError(ValueError):
   """A config that cannot run as it is; the message names the key and the fix (command lines print it alone)."""
 RECONSTRUCTION = ("l1", "l2")
+PERCEPTUAL_NETWORKS = ("fashion_mnist", "lpips_vgg16")
+DISCRIMINATORS = ("none", "patchgan", "stylegan")
 PRE_QUANT_NORMS = ("none", "layernorm")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -48,25 +51,55 @@ def tokenizer_config() -> ml_collections.ConfigDict:
 
   c.quantizer = quantizer_config("fsq", levels=(8, 5, 5, 5))
 
-  c.loss = ml_collections.ConfigDict()
+  c.loss = ml_collections.ConfigDict()  # the VQGAN objective: tokenizers/vqgan.py
   c.loss.reconstruction = "l2"
   c.loss.reconstruction_weight = 1.0
+  c.loss.perceptual_weight = 0.0           # > 0 adds LPIPS's distance on loss.perceptual_network's features
+  c.loss.perceptual_network = "fashion_mnist"  # vqgen's own, trained once and cached | lpips_vgg16 (local .npz)
+  c.loss.perceptual_weights = ""           # lpips_vgg16: the .npz; fashion_mnist: its classifier workdir ("" = cache)
+  c.loss.adversarial_weight = 0.0          # > 0 needs discriminator.name; VQGAN's disc_weight (0.8 in MaskGIT)
+  c.loss.adaptive_weight = True            # VQGAN eq. 7 on the decoder's last layer; False: lambda = 1
+  c.loss.gan_loss = "hinge"                # hinge | non_saturating
+  c.loss.discriminator_start = 0           # step from which the adversarial terms are on
+  c.loss.lecam_weight = 0.0                # LeCam regularisation (MaskBit: 0.001)
+  c.loss.lecam_decay = 0.999
+  c.loss.r1_gamma = 0.0                    # R1 penalty gamma (0 = off)
+
+  c.discriminator = ml_collections.ConfigDict()
+  c.discriminator.name = "none"            # none | patchgan | stylegan (tokenizers/discriminators.py)
+  c.discriminator.channels = 64            # patchgan: first layer's width
+  c.discriminator.num_layers = 3           # patchgan: stride-2 layers
+  c.discriminator.norm = "group"           # patchgan: group | batch | none (see discriminators.py)
+  c.discriminator.stylegan_channels = (64, 128, 256, 256)  # stylegan: input conv, then one block per entry
+  c.discriminator.optimizer = optimizer_section()
+  c.discriminator.optimizer.learning_rate = 1e-4
+  c.discriminator.optimizer.warmup_steps = 0
+  c.discriminator.optimizer.b1 = 0.5       # VQGAN's Adam betas for both networks
+  c.discriminator.optimizer.b2 = 0.9
+  c.discriminator.optimizer.weight_decay = 0.0
+  c.discriminator.optimizer.grad_clip_norm = 0.0
 
   add_training_sections(c, rules=(("channels_out", "fsdp"), ("channels_in", "model")))
   return c
 
 
+def optimizer_section() -> ml_collections.ConfigDict:
+  """One optimizer: AdamW on a linear-warmup cosine schedule (train/optim.py)."""
+  o = ml_collections.ConfigDict()
+  o.learning_rate = 2e-3
+  o.warmup_steps = 100
+  o.end_learning_rate_factor = 0.02  # cosine decays to this fraction of the peak
+  o.b1 = 0.9
+  o.b2 = 0.99
+  o.weight_decay = 1e-4
+  o.grad_clip_norm = 1.0
+  o.ema_decay = 0.0                  # > 0 keeps an EMA of the parameters, used for evaluation
+  return o
+
+
 def add_training_sections(c: ml_collections.ConfigDict, rules: tuple) -> None:
   """The optimizer / train / mesh sections every stage shares (generic trainer settings)."""
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.warmup_steps = 100
-  c.optimizer.end_learning_rate_factor = 0.02  # cosine decays to this fraction of the peak
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.99
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip_norm = 1.0
-  c.optimizer.ema_decay = 0.0                  # > 0 keeps an EMA of the parameters, used for evaluation
+  c.optimizer = optimizer_section()
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 3000
@@ -164,8 +197,9 @@ def classifier_config() -> ml_collections.ConfigDict:
   c.data.eval_limit = 0
 
   c.model = ml_collections.ConfigDict()
+  c.model.architecture = "sample_metric"  # the sample metrics' network | perceptual (the loss's, another one)
   c.model.num_classes = 10
-  c.model.dropout = 0.3           # on the features, in training
+  c.model.dropout = 0.3           # on the features, in training (sample_metric only)
   c.model.flip = True             # random horizontal flips, in training
 
   add_training_sections(c, rules=())
@@ -178,6 +212,17 @@ def classifier_config() -> ml_collections.ConfigDict:
   c.train.log_every = 468
   c.train.checkpoint_every = 1000
   c.train.num_grid_images = 0
+  return c
+
+
+def perceptual_network_config() -> ml_collections.ConfigDict:
+  """The run of vqgen's own perceptual network (tokenizers/perceptual_networks.py: FashionPerceptual): a classifier
+  of another architecture than the sample metrics' one, trained from another seed, 3 epochs with flips."""
+  c = classifier_config()
+  c.seed = 1
+  c.model.architecture = "perceptual"
+  c.model.dropout = 0.0
+  c.train.steps = 3 * 468
   return c
 
 

@@ -4,10 +4,14 @@ may be. Names (quantizers, priors, schedules) come from the model packages' own 
 import ml_collections
 from flax import nnx
 
-from vqgen.config.schema import COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError
+from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS, PRE_QUANT_NORMS,
+                                 RECONSTRUCTION, STAGES, ConfigError)
 from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
 from vqgen.priors.diffusion import GRIDS
 from vqgen.quantizers import QUANTIZERS, build_quantizer
+from vqgen.tokenizers.adversarial import GAN_LOSSES
+from vqgen.tokenizers.discriminators import NORMS
+from vqgen.tokenizers.perceptual_networks import MIN_VGG16_SIZE
 
 
 def _check(ok: bool, key: str, value, allowed: str):
@@ -35,16 +39,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _positive_ints(c, ("data.batch_size", "data.eval_batch_size", "train.steps", "train.log_every",
                      "train.checkpoint_every", "train.keep_checkpoints"))
   _check(c.data.eval_limit >= 0, "data.eval_limit", c.data.eval_limit, "must be >= 0 (0 = whole split)")
-  o = c.optimizer
-  _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "must be > 0")
-  _check(0 <= o.warmup_steps < c.train.steps, "optimizer.warmup_steps", o.warmup_steps,
-         f"must be in [0, train.steps={c.train.steps})")
-  _check(0 <= o.end_learning_rate_factor <= 1, "optimizer.end_learning_rate_factor",
-         o.end_learning_rate_factor, "must be in [0, 1]")
-  _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optimizer.b1/b2", (o.b1, o.b2), "must be in [0, 1)")
-  _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
-  _check(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = off)")
-  _check(0 <= o.ema_decay < 1, "optimizer.ema_decay", o.ema_decay, "must be in [0, 1) (0 = off)")
+  _validate_optimizer(c, "optimizer")
   for axis in ("data", "fsdp", "model"):
     v = c.mesh[axis]
     _check(isinstance(v, int) and (v >= 1 or v == -1), f"mesh.{axis}", v, "must be a positive integer or -1")
@@ -52,6 +47,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(len(rule) == 2 and rule[1] in ("data", "fsdp", "model", None), "mesh.rules", rule,
            "each rule must be (logical_axis, one of 'data' | 'fsdp' | 'model' | None)")
   {"tokenizer": _validate_tokenizer, "prior": _validate_prior, "classifier": _validate_classifier}[c.stage](c)
+
+
+def _validate_optimizer(c, name: str) -> None:
+  o = c
+  for part in name.split("."):
+    o = o[part]
+  _check(o.learning_rate > 0, f"{name}.learning_rate", o.learning_rate, "must be > 0")
+  _check(0 <= o.warmup_steps < c.train.steps, f"{name}.warmup_steps", o.warmup_steps,
+         f"must be in [0, train.steps={c.train.steps})")
+  _check(0 <= o.end_learning_rate_factor <= 1, f"{name}.end_learning_rate_factor",
+         o.end_learning_rate_factor, "must be in [0, 1]")
+  _check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, f"{name}.b1/b2", (o.b1, o.b2), "must be in [0, 1)")
+  _check(o.weight_decay >= 0, f"{name}.weight_decay", o.weight_decay, "must be >= 0")
+  _check(o.grad_clip_norm >= 0, f"{name}.grad_clip_norm", o.grad_clip_norm, "must be >= 0 (0 = off)")
+  _check(0 <= o.ema_decay < 1, f"{name}.ema_decay", o.ema_decay, "must be in [0, 1) (0 = off)")
 
 
 def _validate_tokenizer(c) -> None:
@@ -71,10 +81,48 @@ def _validate_tokenizer(c) -> None:
     width = c.model.channels * m
     _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
            f"must divide every level's width (channels * multiplier = {width})")
+  _validate_gan(c)
   try:  # the quantizer checks its own arguments: build it abstractly (no arrays)
     nnx.eval_shape(lambda: build_quantizer(**c.quantizer.to_dict(), rngs=nnx.Rngs(0)))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
+
+
+def _validate_gan(c) -> None:
+  """The perceptual and adversarial keys of a tokenizer run (tokenizers/vqgan.py)."""
+  l, d = c.loss, c.discriminator
+  for key in ("reconstruction_weight", "perceptual_weight", "adversarial_weight", "lecam_weight", "r1_gamma"):
+    _check(l[key] >= 0, f"loss.{key}", l[key], "must be >= 0 (0 = off)")
+  _one_of(c, "loss.perceptual_network", PERCEPTUAL_NETWORKS)
+  _one_of(c, "loss.gan_loss", GAN_LOSSES)
+  _one_of(c, "discriminator.name", DISCRIMINATORS)
+  _one_of(c, "discriminator.norm", NORMS)
+  if l.perceptual_weight > 0 and l.perceptual_network == "lpips_vgg16":
+    _check(bool(l.perceptual_weights), "loss.perceptual_weights", l.perceptual_weights,
+           "must name the local .npz of VGG16 + LPIPS v0.1 weights for perceptual_network='lpips_vgg16' "
+           "(vqgen never downloads weights; docs/perceptual.md)")
+    _check(c.data.image_size >= MIN_VGG16_SIZE, "data.image_size", c.data.image_size,
+           f"must be >= {MIN_VGG16_SIZE} for the VGG16 perceptual network (four 2x2 poolings)")
+  if l.perceptual_weight > 0 and l.perceptual_network == "fashion_mnist":
+    _check((c.data.image_size, c.data.channels) == (28, 1), "loss.perceptual_network", l.perceptual_network,
+           "is built for 28x28 grayscale images; use 'lpips_vgg16' with its weights file for other data")
+  _check(l.adversarial_weight == 0 or d.name != "none", "loss.adversarial_weight", l.adversarial_weight,
+         "needs a discriminator: set discriminator.name to 'patchgan' or 'stylegan' (or adversarial_weight=0)")
+  _check(d.name == "none" or l.adversarial_weight > 0, "discriminator.name", d.name,
+         "trains nothing with loss.adversarial_weight=0: set the weight (e.g. 0.1) or discriminator.name='none'")
+  _check(0 <= l.discriminator_start < c.train.steps or l.adversarial_weight == 0, "loss.discriminator_start",
+         l.discriminator_start, f"must be in [0, train.steps={c.train.steps}) or the discriminator never starts")
+  _check(0 <= l.lecam_decay < 1, "loss.lecam_decay", l.lecam_decay, "must be in [0, 1)")
+  if d.name == "patchgan":
+    _positive_ints(c, ("discriminator.channels", "discriminator.num_layers"))
+    _check(c.data.image_size >= 2 ** (d.num_layers + 1), "discriminator.num_layers", d.num_layers,
+           f"is too deep for {c.data.image_size}px images (needs image_size >= 2^(num_layers + 1))")
+  if d.name == "stylegan":
+    ch = tuple(d.stylegan_channels)
+    _check(len(ch) >= 2 and all(isinstance(x, int) and x >= 1 for x in ch), "discriminator.stylegan_channels",
+           ch, "must be the input width then one positive width per block (>= 2 entries)")
+  if d.name != "none":
+    _validate_optimizer(c, "discriminator.optimizer")
 
 
 def _validate_prior(c) -> None:
@@ -118,5 +166,6 @@ def _validate_classifier(c) -> None:
   _check((c.data.name, c.data.image_size, c.data.channels) == ("fashion_mnist", 28, 1), "data",
          (c.data.name, c.data.image_size, c.data.channels), "the feature classifier is built for Fashion-MNIST "
          "(name 'fashion_mnist', image_size 28, channels 1)")
+  _one_of(c, "model.architecture", CLASSIFIER_ARCHITECTURES)
   _positive_ints(c, ("model.num_classes",))
   _check(0 <= c.model.dropout < 1, "model.dropout", c.model.dropout, "must be in [0, 1)")

@@ -9,6 +9,8 @@ from vqgen.evaluation.classifier import Classifier
 from vqgen.priors import PRIORS, PriorNetwork
 from vqgen.quantizers import build_quantizer
 from vqgen.tokenizers import Decoder, Encoder, Tokenizer
+from vqgen.tokenizers.discriminators import PatchGAN, StyleGANDiscriminator
+from vqgen.tokenizers.perceptual_networks import FashionPerceptual
 
 
 def quantizer(config, rngs):
@@ -26,11 +28,6 @@ def tokenizer(config, rngs) -> Tokenizer:
   encoder = Encoder(config.data.channels, q.dim, **common)
   decoder = Decoder(q.dim, config.data.channels, **common)
   return Tokenizer(encoder, q, decoder, pre_quant_norm=m.pre_quant_norm)
-
-
-def tokenizer_losses(config) -> dict:
-  """The keyword arguments of `tokenizers.tokenizer_losses` set by config.loss."""
-  return dict(reconstruction=config.loss.reconstruction, reconstruction_weight=config.loss.reconstruction_weight)
 
 
 def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
@@ -67,6 +64,28 @@ def sampler_kwargs(config) -> dict:
   return common
 
 
-def classifier(config, rngs) -> Classifier:
-  """The feature classifier of config.model."""
+def classifier(config, rngs):
+  """The classifier of config.model: the sample metrics' network, or vqgen's own perceptual network."""
+  if config.model.architecture == "perceptual":
+    return FashionPerceptual(config.model.num_classes, rngs=rngs)
   return Classifier(config.model.num_classes, dropout=config.model.dropout, rngs=rngs)
+
+
+def discriminator(config, rngs):
+  """The discriminator of config.discriminator (None for 'none')."""
+  d = config.discriminator
+  if d.name == "patchgan":
+    return PatchGAN(config.data.channels, channels=d.channels, num_layers=d.num_layers, norm=d.norm, rngs=rngs)
+  if d.name == "stylegan":
+    return StyleGANDiscriminator(config.data.channels, config.data.image_size,
+                                 channels=tuple(d.stylegan_channels), rngs=rngs)
+  return None
+
+
+def vqgan_losses(config) -> dict:
+  """The keyword arguments of `tokenizers.vqgan_losses` set by config.loss (the perceptual callable aside)."""
+  l = config.loss
+  return dict(reconstruction=l.reconstruction, reconstruction_weight=l.reconstruction_weight,
+              perceptual_weight=l.perceptual_weight, adversarial_weight=l.adversarial_weight,
+              adaptive_weight=l.adaptive_weight, gan_loss=l.gan_loss, discriminator_start=l.discriminator_start,
+              lecam_weight=l.lecam_weight, lecam_decay=l.lecam_decay, r1_gamma=l.r1_gamma)

@@ -59,9 +59,9 @@ class PriorStage:
   def build_model(self, rngs):
     return build.prior(self.config, self.codebook_size, self.grid, rngs)
 
-  def loss(self, model, batch, rng):
+  def loss(self, model, batch, ctx):
     labels = batch["label"] if self.config.prior.num_classes else jnp.zeros_like(batch["label"])
-    return model.loss(batch["codes"], labels, rng)
+    return model.loss(batch["codes"], labels, ctx.rng)
 
   def train_dataset(self, batch_size: int, process_index: int, process_count: int):
     source = ArraySource(self.train_codes["codes"], self.train_codes["labels"])

@@ -11,7 +11,11 @@ from vqgen import images as images_lib
 from vqgen.evaluation.reconstruction import batch_statistics, summarize
 from vqgen.stages import build
 from vqgen.stages.image_data import ImageStage
-from vqgen.tokenizers import tokenizer_losses
+from vqgen.stages.classifier import perceptual_network
+from vqgen.tokenizers.perceptual import lpips_distance
+from vqgen.tokenizers.perceptual_networks import load_lpips_vgg16
+from vqgen.tokenizers.vqgan import TokenizerGAN, vqgan_losses
+from vqgen.train.optim import ParamGroup
 from vqgen.train import sharding as sharding_lib
 from vqgen.train import writers
 
@@ -34,20 +38,56 @@ def evaluate_tokenizer(model, batches, mesh, codebook_size: int):
 
 
 class TokenizerStage(ImageStage):
+  """A Tokenizer trained with config.loss: pixel loss, optionally LPIPS-style perceptual loss and, with a
+  discriminator, VQGAN's adversarial loss (tokenizers/vqgan.py). With a discriminator the trained model is a
+  TokenizerGAN with two parameter groups (generator: config.optimizer; discriminator:
+  config.discriminator.optimizer); what the run hands on (`export`, `load_run`) is the Tokenizer alone."""
   NAME = "tokenizer"
 
-  def build_model(self, rngs):
-    return build.tokenizer(self.config, rngs)
+  def __init__(self, config):
+    super().__init__(config)
+    self._perceptual = None  # (graphdef, state) of the frozen perceptual network, loaded on first use
 
-  def loss(self, model, batch, rng):
-    del rng  # deterministic objective
-    recon, q = model(batch["image"], train=True)
-    losses = tokenizer_losses(recon, batch["image"], q.losses, **build.tokenizer_losses(self.config))
-    loss = sum(losses.values())
-    metrics = {f"loss/{k}": v for k, v in losses.items()}
-    metrics.update({f"quantizer/{k}": v for k, v in q.metrics.items()})
-    metrics["mse"] = jnp.mean(jnp.square(jnp.clip(recon, 0, 1) - batch["image"]))
-    return loss, metrics
+  def build_model(self, rngs):
+    tokenizer = build.tokenizer(self.config, rngs)
+    discriminator = build.discriminator(self.config, rngs)
+    return tokenizer if discriminator is None else TokenizerGAN(tokenizer, discriminator)
+
+  def param_groups(self):
+    if self.config.discriminator.name == "none":
+      return None
+    return {"generator": ParamGroup(self.config.optimizer, ("tokenizer",)),
+            "discriminator": ParamGroup(self.config.discriminator.optimizer, ("discriminator",))}
+
+  def export(self, model):
+    return model.tokenizer if isinstance(model, TokenizerGAN) else model
+
+  def perceptual_network(self):
+    """The frozen feature network of the perceptual loss as (graphdef, state); None when the loss is off."""
+    l = self.config.loss
+    if l.perceptual_weight == 0:
+      return None
+    if self._perceptual is None:
+      if l.perceptual_network == "lpips_vgg16":
+        net = load_lpips_vgg16(l.perceptual_weights)
+      else:
+        net = perceptual_network(l.perceptual_weights or None, self.config.data.data_dir)
+      self._perceptual = nnx.split(net)
+    return self._perceptual
+
+  def frozen(self):
+    net = self.perceptual_network()
+    return None if net is None else {"perceptual": net[1]}
+
+  def loss(self, model, batch, ctx):
+    perceptual = None
+    if ctx.frozen is not None:
+      net = nnx.merge(self.perceptual_network()[0], ctx.frozen["perceptual"])
+      perceptual = lambda x, y: lpips_distance(net.features(x), net.features(y), net.channel_weights)
+    losses, metrics = vqgan_losses(model, batch["image"], ctx.step, perceptual=perceptual,
+                                   **build.vqgan_losses(self.config))
+    metrics.update({f"loss/{k}": v for k, v in losses.items()})
+    return sum(losses.values()), metrics
 
   def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
     """Reconstruction metrics over the eval split; writes reconstructions.png and metrics.json."""

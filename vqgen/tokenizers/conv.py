@@ -21,10 +21,11 @@ from flax import nnx
 KERNEL_AXES = (None, None, "channels_in", "channels_out")
 
 
-def conv(cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, stride: int = 1, dtype=jnp.float32) -> nnx.Conv:
-  return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride), padding="SAME", dtype=dtype,
-                  param_dtype=jnp.float32, rngs=rngs,
-                  kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), KERNEL_AXES),
+def conv(cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, stride: int = 1, dtype=jnp.float32,
+         padding="SAME", use_bias: bool = True, kernel_init=nnx.initializers.lecun_normal()) -> nnx.Conv:
+  return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride), padding=padding, dtype=dtype,
+                  param_dtype=jnp.float32, rngs=rngs, use_bias=use_bias,
+                  kernel_init=nnx.with_partitioning(kernel_init, KERNEL_AXES),
                   bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("channels_out",)))
 
 
@@ -122,7 +123,8 @@ class Decoder(nnx.Module):
     self.norm_out = group_norm(cur, norm_groups, rngs=rngs, dtype=dtype)
     self.conv_out = conv(cur, out_channels * patch_size**2, 3, rngs=rngs, dtype=dtype)
 
-  def __call__(self, z):
+  def features(self, z):
+    """Everything before the last layer: the activations `last_layer` maps to pixels."""
     h = self.conv_in(z)
     for block in self.mid:
       h = block(h)
@@ -132,5 +134,16 @@ class Decoder(nnx.Module):
       if i < len(self.ups):
         b, hh, ww, c = h.shape
         h = self.ups[i](jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest"))
-    out = self.conv_out(nnx.swish(self.norm_out(h)))
+    return nnx.swish(self.norm_out(h))
+
+  @property
+  def last_layer(self) -> nnx.Module:
+    """The layer whose gradients set VQGAN's adaptive weight."""
+    return self.conv_out
+
+  def to_pixels(self, out):
+    """The last layer's output -> images (unfolding the patches)."""
     return depth_to_space(out, self.patch_size) if self.patch_size > 1 else out
+
+  def __call__(self, z):
+    return self.to_pixels(self.last_layer(self.features(z)))

@@ -32,6 +32,11 @@ class Tokenizer(nnx.Module):
   def decode_codes(self, codes: jax.Array) -> jax.Array:
     return (self.decoder(codes).astype(jnp.float32) + 1.0) / 2.0
 
+  def images_from(self, features: jax.Array, last_layer: nnx.Module) -> jax.Array:
+    """decode_codes split at the decoder's last layer: `decoder.features(codes)` through `last_layer` (the
+    decoder's own, or a copy with other parameters: VQGAN's adaptive weight differentiates with respect to it)."""
+    return (self.decoder.to_pixels(last_layer(features)).astype(jnp.float32) + 1.0) / 2.0
+
   def __call__(self, images: jax.Array, *, train: bool = False) -> tuple[jax.Array, QuantizerOutput]:
     q = self.quantizer(self.latents(images), train=train)
     return self.decode_codes(q.quantized), q

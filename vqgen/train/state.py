@@ -50,13 +50,17 @@ class ModelSpec:
 
 
 def create_train_state(spec: ModelSpec, tx: optax.GradientTransformation, rng: jax.Array,
-                       use_ema: bool) -> tuple[TrainState, Any]:
-  """Initialises the state directly in its shardings (jit with out_shardings); returns (state, shardings)."""
+                       ema_keys: tuple[str, ...] = ()) -> tuple[TrainState, Any]:
+  """Initialises the state directly in its shardings (jit with out_shardings); returns (state, shardings).
+
+  `ema_keys`: the top-level parameter keys whose EMA is kept (a GAN keeps the generator's only); () for none.
+  """
 
   def init(rng):
     params, rest = spec.split(spec.build(nnx.Rngs(rng)))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest, opt_state=tx.init(params),
-                      ema_params=params if use_ema else None, nonfinite_step=jnp.full((), -1, jnp.int32))
+                      ema_params={k: params[k] for k in ema_keys} if ema_keys else None,
+                      nonfinite_step=jnp.full((), -1, jnp.int32))
 
   shardings = state_shardings(spec, jax.eval_shape(init, rng))
   return jax.jit(init, out_shardings=shardings)(rng), shardings
@@ -65,25 +69,34 @@ def create_train_state(spec: ModelSpec, tx: optax.GradientTransformation, rng: j
 def state_shardings(spec: ModelSpec, abstract_state: TrainState) -> TrainState:
   """Parameter-shaped optimizer leaves follow the parameter shardings; other leaves are replicated."""
   rep = sharding_lib.replicated(spec.mesh)
-  opt = _opt_state_shardings(spec, abstract_state.opt_state, rep)
-  return TrainState(step=rep, params=spec.param_shardings, rest=spec.rest_shardings, opt_state=opt,
-                    ema_params=None if abstract_state.ema_params is None else spec.param_shardings,
+  ema = abstract_state.ema_params
+  return TrainState(step=rep, params=spec.param_shardings, rest=spec.rest_shardings,
+                    opt_state=_opt_state_shardings(spec, abstract_state.opt_state, rep),
+                    ema_params=None if ema is None else {k: spec.param_shardings[k] for k in ema},
                     nonfinite_step=rep)
 
 
+def _key_name(entry) -> str:
+  return str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry))))
+
+
 def _opt_state_shardings(spec, abstract_opt_state, rep):
-  """Any sub-tree of the optimizer state with the parameters' structure gets the parameter shardings."""
-  param_treedef = jax.tree.structure(spec.abstract_params)
+  """An optimizer leaf whose key path ends with a parameter's path and has its shape (Adam's mu / nu, also
+  inside `optax.multi_transform`'s masked states) gets that parameter's sharding; every other leaf is
+  replicated."""
+  by_path = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(spec.abstract_params):
+    by_path[tuple(_key_name(e) for e in path)] = leaf.shape
+  shardings = {tuple(_key_name(e) for e in path): s
+               for path, s in jax.tree_util.tree_leaves_with_path(spec.param_shardings)}
+  lengths = sorted({len(p) for p in by_path}, reverse=True)
 
-  def visit(node):
-    if jax.tree.structure(node) == param_treedef:
-      return spec.param_shardings
-    if isinstance(node, tuple) and hasattr(node, "_fields"):
-      return type(node)(*(visit(x) for x in node))
-    if isinstance(node, (tuple, list)):
-      return type(node)(visit(x) for x in node)
-    if isinstance(node, dict):
-      return {k: visit(v) for k, v in node.items()}
-    return jax.tree.map(lambda _: rep, node)
+  def place(path, leaf):
+    names = tuple(_key_name(e) for e in path)
+    for n in lengths:
+      tail = names[-n:]
+      if len(names) >= n and by_path.get(tail) == getattr(leaf, "shape", None):
+        return shardings[tail]
+    return rep
 
-  return visit(abstract_opt_state)
+  return jax.tree_util.tree_map_with_path(place, abstract_opt_state)

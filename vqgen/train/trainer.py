@@ -10,14 +10,13 @@ import os
 from typing import Callable, Protocol
 
 import jax
-import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
-from vqgen.train.optim import build_optimizer, learning_rate_schedule
-from vqgen.train.state import ModelSpec, TrainState, create_train_state, state_shardings
+from vqgen.train.optim import schedule_of
+from vqgen.train.state import TrainState, create_train_state, state_shardings
+from vqgen.train.step import StepContext, build_training, ema_decays, eval_params, model_and_optimizer
 from vqgen.train import writers
 from vqgen.train.writers import Progress, create_writer, periodic_actions
 
@@ -27,7 +26,7 @@ class Stage(Protocol):
 
   def build_model(self, rngs: nnx.Rngs) -> nnx.Module: ...
 
-  def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]: ...
+  def loss(self, model: nnx.Module, batch: dict, ctx: StepContext) -> tuple[jax.Array, dict]: ...
 
   def train_dataset(self, batch_size: int, process_index: int, process_count: int): ...
 
@@ -36,35 +35,9 @@ class Stage(Protocol):
 
   def evaluate(self, model: Callable[[], nnx.Module], mesh, workdir: str, writer, step: int) -> dict: ...
 
-
-def make_train_step(spec: ModelSpec, tx: optax.GradientTransformation, loss_fn, ema_decay: float):
-  """(state, batch, base_rng) -> (state, metrics). A non-finite loss freezes the state and records the step."""
-
-  def step_fn(state: TrainState, batch: dict, base_rng: jax.Array):
-    rng = jax.random.fold_in(base_rng, state.step)
-
-    def objective(params):
-      model = spec.merge(params, state.rest)
-      loss, metrics = loss_fn(model, batch, rng)
-      return loss, (metrics, spec.split(model)[1])
-
-    (loss, (metrics, rest)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    ema = state.ema_params
-    if ema is not None:
-      ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    ok = finite & (state.nonfinite_step < 0)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-    new_state = TrainState(
-        step=state.step + ok.astype(jnp.int32), params=keep(params, state.params), rest=keep(rest, state.rest),
-        opt_state=keep(opt_state, state.opt_state), ema_params=None if ema is None else keep(ema, state.ema_params),
-        nonfinite_step=jnp.where((state.nonfinite_step < 0) & ~finite, state.step, state.nonfinite_step))
-    return new_state, {**metrics, "loss": loss, "grad_norm": grad_norm}
-
-  return step_fn
+  # Optional: `param_groups() -> {name: optim.ParamGroup}` (several optimizers, e.g. generator and discriminator),
+  # `frozen() -> pytree` (arrays the loss reads but never trains) and `export(model) -> model` (what a trained
+  # run hands on, e.g. the tokenizer without its discriminator).
 
 
 def save_config(config, workdir: str) -> None:
@@ -91,12 +64,10 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   os.makedirs(workdir, exist_ok=True)
   c = config
   mesh = mesh or sharding_lib.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.model)
-  spec = ModelSpec(stage.build_model, mesh, c.mesh.rules)
-  tx = build_optimizer(c.optimizer, c.train.steps)
-  o = c.optimizer
-  schedule = learning_rate_schedule(o.learning_rate, o.warmup_steps, c.train.steps, o.end_learning_rate_factor)
   init_rng, step_rng = jax.random.split(jax.random.key(c.seed))
-  state, shardings = create_train_state(spec, tx, init_rng, use_ema=c.optimizer.ema_decay > 0)
+  training = build_training(c, stage, mesh, init_rng)
+  state, shardings, spec = training.state, training.shardings, training.spec
+  schedules = {name: schedule_of(g.optimizer, c.train.steps) for name, g in training.groups.items()}
   logging.info("Model: %d parameters; mesh %s", spec.num_params(), dict(mesh.shape))
 
   stage.check_data()
@@ -110,11 +81,6 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
     writers.drop_rows_after(workdir, restored_step)  # the steps after it are trained (and logged) again
   save_config(config, workdir)
 
-  batch_shardings = sharding_lib.batch_sharding(mesh)
-  rep = sharding_lib.replicated(mesh)
-  train_step = jax.jit(make_train_step(spec, tx, stage.loss, c.optimizer.ema_decay),
-                       in_shardings=(shardings, batch_shardings, rep), out_shardings=(shardings, rep),
-                       donate_argnums=(0,))
   writer = create_writer(workdir)
   first = int(jax.device_get(state.step))
   progress = Progress(c.train.steps, first)
@@ -123,14 +89,15 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   try:
     for step in range(first + 1, c.train.steps + 1):
       batch = sharding_lib.global_batch(next(data_iter), mesh)
-      state, metrics = train_step(state, batch, step_rng)
+      state, metrics = training.step(state, batch, step_rng)
       pending.append(metrics)
       for action in actions:
         action(step)
       if step % c.train.log_every == 0 or step == c.train.steps:
         _check_finite(state, ckpt)
         summary = jax.tree.map(lambda *xs: sum(float(x) for x in xs) / len(xs), *jax.device_get(pending))
-        summary["learning_rate"] = float(schedule(step))
+        for name, schedule in schedules.items():
+          summary["learning_rate" if len(schedules) == 1 else f"learning_rate/{name}"] = float(schedule(step))
         progress(step, summary)
         writer.write_scalars(step, summary)
         pending = []
@@ -140,26 +107,29 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   finally:
     ckpt.wait()  # an interrupted run still finishes writing the checkpoints it started
 
-  params = state.ema_params if state.ema_params is not None else state.params
+  params = training.eval_params(state)
   writers.say(f"Evaluating the model of step {int(jax.device_get(state.step))} ...")
-  results = stage.evaluate(lambda: spec.merge(params, state.rest), mesh, workdir, writer,
+  results = stage.evaluate(lambda: export(stage, spec.merge(params, state.rest)), mesh, workdir, writer,
                            int(jax.device_get(state.step)))
   writer.flush()
   ckpt.close()
   return results
 
 
+def export(stage, model: nnx.Module) -> nnx.Module:
+  """What a trained run hands on (`stage.export`, e.g. a tokenizer without its discriminator)."""
+  return stage.export(model) if hasattr(stage, "export") else model
+
+
 def restore_model(config, workdir: str, stage: Stage, mesh=None) -> nnx.Module:
-  """The trained model of a workdir (EMA parameters when kept), from its newest readable checkpoint."""
+  """The trained model of a workdir (EMA parameters where kept, exported), from its newest readable checkpoint."""
   mesh = mesh or sharding_lib.make_mesh(devices=jax.devices()[:1])
-  spec = ModelSpec(stage.build_model, mesh, config.mesh.rules)
-  tx = build_optimizer(config.optimizer, config.train.steps)
-  abstract = jax.eval_shape(lambda: create_train_state(spec, tx, jax.random.key(0),
-                                                       config.optimizer.ema_decay > 0)[0])
+  spec, groups, group_of, tx = model_and_optimizer(config, stage, mesh)
+  abstract = jax.eval_shape(
+      lambda: create_train_state(spec, tx, jax.random.key(0), tuple(ema_decays(groups, group_of)))[0])
   ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"))
   state, step = ckpt.restore(abstract_with_shardings(abstract, state_shardings(spec, abstract)))
   ckpt.close()
   if state is None:
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: train first (python -m vqgen.main ...).")
-  params = state.ema_params if state.ema_params is not None else state.params
-  return spec.merge(params, state.rest)
+  return export(stage, spec.merge(eval_params(state), state.rest))

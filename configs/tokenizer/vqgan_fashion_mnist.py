@@ -1,0 +1,37 @@
+"""VQGAN-class tokenizer on Fashion-MNIST: the demo's FSQ tokenizer (configs/demo.py) trained with a pixel loss, a
+perceptual loss on vqgen's own perceptual network (not the sample metrics' one) and a PatchGAN adversarial loss
+with VQGAN's adaptive weight, switched on after a third of the run.
+
+  python -m vqgen.main --config=configs/tokenizer/vqgan_fashion_mnist.py --workdir=runs/vqgan
+Variants (`:key=value,...`): steps, perceptual (loss.perceptual_weight), adversarial (loss.adversarial_weight;
+0 also drops the discriminator), discriminator (patchgan | stylegan), start (loss.discriminator_start), gan_loss.
+The ablation of experiments/tokenizer_losses.py is `:perceptual=0,adversarial=0` (MSE only),
+`:adversarial=0` (+ perceptual) and the default (+ perceptual + adversarial).
+"""
+
+from vqgen import config as config_lib
+
+
+def get_config(arg: str | None = None):
+  c = config_lib.tokenizer_config()
+  c.train.steps = 1500
+  c.train.log_every = 100
+  c.train.checkpoint_every = 500
+  c.loss.perceptual_weight = 0.1
+  c.loss.perceptual_network = "fashion_mnist"
+  c.loss.adversarial_weight = 0.1
+  c.loss.gan_loss = "hinge"
+  c.loss.discriminator_start = 500
+  c.loss.lecam_weight = 0.001
+  c.discriminator.name = "patchgan"
+  c.discriminator.channels = 32
+  c.discriminator.num_layers = 2
+  c.discriminator.optimizer.learning_rate = 2e-4
+  config_lib.parse_variant(arg, c, {
+      "steps": ("train.steps", int), "perceptual": ("loss.perceptual_weight", float),
+      "adversarial": ("loss.adversarial_weight", float), "discriminator": ("discriminator.name", str),
+      "start": ("loss.discriminator_start", int), "gan_loss": ("loss.gan_loss", str)})
+  if c.loss.adversarial_weight == 0:
+    c.discriminator.name = "none"
+  c.lock()
+  return c
