@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
+from vqgen.stages.classifier import perceptual_network  # noqa: E402
 
 
 def tiny_config(**overrides):
@@ -46,3 +47,20 @@ TINY_FLAGS = ["--config.model.channels=8", "--config.model.num_res_blocks=1", "-
 @pytest.fixture
 def tiny():
   return tiny_config
+
+
+def gan_overrides(perceptual_workdir: str, discriminator: str = "patchgan") -> dict:
+  """tiny_config overrides of a GAN tokenizer: perceptual + adversarial terms, LeCam, R1, start at step 1."""
+  return {"loss.perceptual_weight": 0.1, "loss.perceptual_weights": perceptual_workdir,
+          "loss.adversarial_weight": 0.1, "loss.discriminator_start": 1, "loss.lecam_weight": 0.001,
+          "loss.r1_gamma": 1.0, "discriminator.name": discriminator, "discriminator.channels": 8,
+          "discriminator.num_layers": 2, "discriminator.stylegan_channels": (8, 16, 16, 16),
+          "optimizer.ema_decay": 0.9}
+
+
+@pytest.fixture(scope="session")
+def perceptual_workdir(tmp_path_factory):
+  """A perceptual network (FashionPerceptual) trained 3 steps in a session folder (never the user's cache)."""
+  workdir = str(tmp_path_factory.mktemp("perceptual") / "run")
+  perceptual_network(workdir, steps=3)
+  return workdir

@@ -16,8 +16,13 @@ TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=
 
 @pytest.mark.parametrize("path", [p for p in CONFIG_FILES if "/tokenizer/" in p or p.endswith("demo.py")],
                          ids=lambda p: os.path.relpath(p, ROOT))
-def test_config_smoke(path, tmp_path):
-  config = load(path, *TINY)
+def test_config_smoke(path, tmp_path, perceptual_workdir):
+  flags = list(TINY)
+  if load(path).loss.perceptual_weight > 0:  # the session's small perceptual network, not the user's cache
+    flags.append(f"--config.loss.perceptual_weights={perceptual_workdir}")
+  if load(path).loss.adversarial_weight > 0:  # step 1 without the discriminator, step 2 with it
+    flags += ["--config.loss.discriminator_start=1", "--config.discriminator.channels=8"]
+  config = load(path, *flags)
   results = run(config, str(tmp_path))
   assert results["num_eval_images"] == 64 and results["step"] == 2
   metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -26,7 +26,7 @@ ALLOWED = {
     "data": set(),
     "images": set(),
     "train": set(),
-    "config": {"quantizers", "priors"},
+    "config": {"quantizers", "tokenizers", "priors"},
     "stages": MODELS | LEAVES | {"config"},
     "cli": MODELS | LEAVES | {"config", "stages"},
     # `python -m vqgen.main` etc.: thin shims over vqgen.cli

@@ -1,11 +1,13 @@
 """Validation: `validate(config)` checks every value before any work and names the first bad key and what it
 may be. Names (quantizers, priors, schedules) come from the model packages' own registries."""
 
+import os
+
 import ml_collections
 from flax import nnx
 
-from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS, PRE_QUANT_NORMS,
-                                 RECONSTRUCTION, STAGES, ConfigError)
+from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS,
+                                 PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError)
 from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
 from vqgen.priors.diffusion import GRIDS
 from vqgen.quantizers import QUANTIZERS, build_quantizer
@@ -101,6 +103,8 @@ def _validate_gan(c) -> None:
     _check(bool(l.perceptual_weights), "loss.perceptual_weights", l.perceptual_weights,
            "must name the local .npz of VGG16 + LPIPS v0.1 weights for perceptual_network='lpips_vgg16' "
            "(vqgen never downloads weights; docs/perceptual.md)")
+    _check(os.path.isfile(l.perceptual_weights), "loss.perceptual_weights", l.perceptual_weights,
+           "is not a file: give the path of the local .npz of VGG16 + LPIPS v0.1 weights (docs/perceptual.md)")
     _check(c.data.image_size >= MIN_VGG16_SIZE, "data.image_size", c.data.image_size,
            f"must be >= {MIN_VGG16_SIZE} for the VGG16 perceptual network (four 2x2 poolings)")
   if l.perceptual_weight > 0 and l.perceptual_network == "fashion_mnist":
