@@ -1,10 +1,19 @@
 """Test set-up: 8 forced host CPU devices (sharding tests) and small shared configs."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must happen before JAX initialises its backends.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One compilation cache for the session (and the commands its tests start): the many tests that train the same
+# tiny configs compile each program once. It is removed at the end, so every session starts cold.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="vqgen-tests-jax-cache-")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # noqa: E402
 
