@@ -15,18 +15,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "vqgen")
 MODELS = {"quantizers", "tokenizers", "priors", "evaluation"}
-LEAVES = {"data", "images", "train"}
+LEAVES = {"data", "images", "train", "nn"}
 # What each part may import (besides itself).
 ALLOWED = {
     "__init__": set(),
     "quantizers": set(),
-    "tokenizers": {"quantizers"},
-    "priors": set(),
+    "tokenizers": {"quantizers", "nn"},
+    "priors": {"nn"},
     "evaluation": {"quantizers", "tokenizers"},
     "data": set(),
     "images": set(),
     "train": set(),
-    "config": {"quantizers", "tokenizers", "priors"},
+    "nn": set(),
+    "config": {"quantizers", "tokenizers", "priors", "nn"},
     "stages": MODELS | LEAVES | {"config"},
     "cli": MODELS | LEAVES | {"config", "stages"},
     # `python -m vqgen.main` etc.: thin shims over vqgen.cli

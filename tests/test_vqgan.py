@@ -3,7 +3,6 @@ gradient-norm ratio on the decoder's last layer, the discriminators compute what
 two-optimizer step is the same on 8 devices as on 1, a GAN run resumes exactly, LPIPS weights load from the
 public layout, and bad settings are refused before any work."""
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,7 @@ from vqgen.tokenizers.discriminators import PatchGAN, StyleGANDiscriminator, blu
 from vqgen.tokenizers.perceptual import lpips_distance
 from vqgen.tokenizers.perceptual_networks import (VGG16_CONVS, VGG16_TAPS, VGG16_WIDTHS, LPIPS_SHIFT, LPIPS_SCALE,
                                                   load_lpips_vgg16)
-from vqgen.tokenizers.vqgan import TokenizerGAN, vqgan_losses
+from vqgen.tokenizers.vqgan import vqgan_losses
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.step import build_training

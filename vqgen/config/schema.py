@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 RECONSTRUCTION = ("l1", "l2")
 PERCEPTUAL_NETWORKS = ("fashion_mnist", "lpips_vgg16")
 DISCRIMINATORS = ("none", "patchgan", "stylegan")
+TOKENIZER_NETWORKS = ("conv", "vit")
 PRE_QUANT_NORMS = ("none", "layernorm")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -39,6 +40,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.data.eval_limit = 0           # 0 = the whole eval split
 
   c.model = ml_collections.ConfigDict()
+  c.model.name = "conv"                    # conv (tokenizers/conv.py) | vit (tokenizers/vit.py, ViT-VQGAN)
   # The default network folds 4x4 patches into channels and runs every conv on the 7x7 grid (fast on CPUs,
   # docs/results.md); patch_size=1, channel_multipliers=(1, 2, 2) is the classic full-resolution VQGAN encoder.
   c.model.channels = 64
@@ -46,6 +48,15 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.model.channel_multipliers = (1,)       # len - 1 stride-2 downsamplings after the patch folding
   c.model.num_res_blocks = 2
   c.model.norm_groups = 8
+  c.model.attention_levels = ()            # conv: levels with self-attention after every ResBlock (0 = first)
+  c.model.mid_attention = False            # conv: VQGAN's self-attention in the middle block
+  c.model.activation = "swish"             # conv: swish | relu | gelu
+  c.model.downsample = "conv"              # conv: conv (VQGAN's stride-2 conv) | avgpool (MaskGIT)
+  c.model.vit_width = 256                  # vit: transformer width; model.patch_size is the ViT patch
+  c.model.vit_depth = 4                    # vit: blocks in the encoder and in the decoder (each)
+  c.model.vit_heads = 4
+  c.model.vit_mlp_ratio = 4
+  c.model.vit_positions = "learned"        # vit: learned | 2d (sine-cosine)
   c.model.pre_quant_norm = "none"
   c.model.compute_dtype = "float32"
 
@@ -79,7 +90,8 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.discriminator.optimizer.weight_decay = 0.0
   c.discriminator.optimizer.grad_clip_norm = 0.0
 
-  add_training_sections(c, rules=(("channels_out", "fsdp"), ("channels_in", "model")))
+  add_training_sections(c, rules=(("channels_out", "fsdp"), ("channels_in", "model"), ("embed", "fsdp"),
+                                  ("mlp", "model"), ("heads", "model")))
   return c
 
 

@@ -7,11 +7,13 @@ import ml_collections
 from flax import nnx
 
 from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS,
-                                 PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError)
-from vqgen.priors import PRIORS, heads, sampling, schedules, transformer
+                                 PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, TOKENIZER_NETWORKS, ConfigError)
+from vqgen.nn import transformer
+from vqgen.priors import PRIORS, heads, sampling, schedules
 from vqgen.priors.diffusion import GRIDS
 from vqgen.quantizers import QUANTIZERS, build_quantizer
 from vqgen.tokenizers.adversarial import GAN_LOSSES
+from vqgen.tokenizers.conv import ACTIVATIONS, DOWNSAMPLES
 from vqgen.tokenizers.discriminators import NORMS
 from vqgen.tokenizers.perceptual_networks import MIN_VGG16_SIZE
 
@@ -71,23 +73,44 @@ def _validate_tokenizer(c) -> None:
   _one_of(c, "loss.reconstruction", RECONSTRUCTION)
   _one_of(c, "model.pre_quant_norm", PRE_QUANT_NORMS)
   _one_of(c, "model.compute_dtype", COMPUTE_DTYPES)
-  _positive_ints(c, ("data.image_size", "data.channels", "model.channels", "model.num_res_blocks",
-                     "model.norm_groups", "model.patch_size"))
-  mults = tuple(c.model.channel_multipliers)
-  _check(len(mults) >= 1 and all(isinstance(m, int) and m >= 1 for m in mults), "model.channel_multipliers",
-         mults, "must be a non-empty tuple of positive integers")
-  factor = c.model.patch_size * 2 ** (len(mults) - 1)
-  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
-         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
-  for m in mults:
-    width = c.model.channels * m
-    _check(width % min(c.model.norm_groups, width) == 0, "model.norm_groups", c.model.norm_groups,
-           f"must divide every level's width (channels * multiplier = {width})")
+  _one_of(c, "model.name", TOKENIZER_NETWORKS)
+  _positive_ints(c, ("data.image_size", "data.channels", "model.patch_size"))
+  (_validate_vit if c.model.name == "vit" else _validate_conv)(c)
   _validate_gan(c)
   try:  # the quantizer checks its own arguments: build it abstractly (no arrays)
     nnx.eval_shape(lambda: build_quantizer(**c.quantizer.to_dict(), rngs=nnx.Rngs(0)))
   except (ValueError, TypeError) as e:
     raise ConfigError(f"Invalid config value quantizer={c.quantizer.to_dict()}: {e}") from e
+
+
+def _validate_conv(c) -> None:
+  m = c.model
+  _positive_ints(c, ("model.channels", "model.num_res_blocks", "model.norm_groups"))
+  _one_of(c, "model.activation", ACTIVATIONS)
+  _one_of(c, "model.downsample", DOWNSAMPLES)
+  mults = tuple(m.channel_multipliers)
+  _check(len(mults) >= 1 and all(isinstance(x, int) and x >= 1 for x in mults), "model.channel_multipliers",
+         mults, "must be a non-empty tuple of positive integers")
+  _check(all(isinstance(a, int) and 0 <= a < len(mults) for a in m.attention_levels), "model.attention_levels",
+         tuple(m.attention_levels), f"must index the {len(mults)} levels of model.channel_multipliers (0 = first)")
+  factor = m.patch_size * 2 ** (len(mults) - 1)
+  _check(c.data.image_size % factor == 0, "data.image_size", c.data.image_size,
+         f"must be divisible by model.patch_size * 2^(len(model.channel_multipliers) - 1) = {factor}")
+  for x in mults:
+    width = m.channels * x
+    _check(width % min(m.norm_groups, width) == 0, "model.norm_groups", m.norm_groups,
+           f"must divide every level's width (channels * multiplier = {width})")
+
+
+def _validate_vit(c) -> None:
+  m = c.model
+  _positive_ints(c, ("model.vit_width", "model.vit_depth", "model.vit_heads", "model.vit_mlp_ratio"))
+  _one_of(c, "model.vit_positions", transformer.POSITIONS)
+  _check(c.data.image_size % m.patch_size == 0, "data.image_size", c.data.image_size,
+         f"must be divisible by model.patch_size={m.patch_size} (the ViT patch)")
+  _check(m.vit_width % m.vit_heads == 0, "model.vit_heads", m.vit_heads, f"must divide model.vit_width={m.vit_width}")
+  _check(m.vit_positions != "2d" or m.vit_width % 4 == 0, "model.vit_width", m.vit_width,
+         "must be divisible by 4 for 2-D sine-cosine positions")
 
 
 def _validate_gan(c) -> None:

@@ -13,7 +13,7 @@ from flax import nnx
 
 from vqgen.priors import heads as heads_lib
 from vqgen.priors.sampling import guided_logits
-from vqgen.priors.transformer import Transformer, dense
+from vqgen.nn.transformer import Transformer, dense
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:

@@ -11,6 +11,7 @@ from vqgen.quantizers import build_quantizer
 from vqgen.tokenizers import Decoder, Encoder, Tokenizer
 from vqgen.tokenizers.discriminators import PatchGAN, StyleGANDiscriminator
 from vqgen.tokenizers.perceptual_networks import FashionPerceptual
+from vqgen.tokenizers.vit import ViTDecoder, ViTEncoder
 
 
 def quantizer(config, rngs):
@@ -20,13 +21,19 @@ def quantizer(config, rngs):
 
 def tokenizer(config, rngs) -> Tokenizer:
   """The Tokenizer of config.model / config.quantizer / config.data."""
-  m = config.model
+  m, d = config.model, config.data
   q = quantizer(config, rngs)
-  common = dict(channels=m.channels, channel_multipliers=tuple(m.channel_multipliers),
-                num_res_blocks=m.num_res_blocks, norm_groups=m.norm_groups, patch_size=m.patch_size, rngs=rngs,
-                dtype=jnp.dtype(m.compute_dtype))
-  encoder = Encoder(config.data.channels, q.dim, **common)
-  decoder = Decoder(q.dim, config.data.channels, **common)
+  dtype = jnp.dtype(m.compute_dtype)
+  if m.name == "vit":
+    common = dict(image_size=d.image_size, patch_size=m.patch_size, width=m.vit_width, depth=m.vit_depth,
+                  heads=m.vit_heads, mlp_ratio=m.vit_mlp_ratio, positions=m.vit_positions, rngs=rngs, dtype=dtype)
+    encoder, decoder = ViTEncoder(d.channels, q.dim, **common), ViTDecoder(q.dim, d.channels, **common)
+  else:
+    common = dict(channels=m.channels, channel_multipliers=tuple(m.channel_multipliers),
+                  num_res_blocks=m.num_res_blocks, norm_groups=m.norm_groups, patch_size=m.patch_size,
+                  attention_levels=tuple(m.attention_levels), mid_attention=m.mid_attention,
+                  activation=m.activation, downsample=m.downsample, rngs=rngs, dtype=dtype)
+    encoder, decoder = Encoder(d.channels, q.dim, **common), Decoder(q.dim, d.channels, **common)
   return Tokenizer(encoder, q, decoder, pre_quant_norm=m.pre_quant_norm)
 
 

@@ -1,8 +1,13 @@
 """Convolutional encoder and decoder in the VQGAN / MaskGIT style (residual blocks, GroupNorm, swish).
 
-Encoder: conv_in -> per resolution level [num_res_blocks x ResBlock, stride-2 conv except at the last level]
--> num_res_blocks x ResBlock -> GroupNorm, swish -> 1x1 conv to the quantizer's channels.
-Decoder: the mirror image, upsampling by nearest-neighbour x2 followed by a 3x3 conv.
+Encoder: conv_in -> per resolution level [num_res_blocks x ResBlock (each followed by self-attention at the
+levels in `attention_levels`), downsampling except at the last level] -> the middle: num_res_blocks x ResBlock
+(VQGAN's self-attention after the first when `mid_attention`) -> GroupNorm, activation -> 1x1 conv to the
+quantizer's channels. Downsampling: a stride-2 4x4 conv (VQGAN) or 2x2 average pooling (MaskGIT's
+conv_downsample=False). Decoder: the mirror image, upsampling by nearest-neighbour x2 followed by a 3x3 conv.
+Activation: swish (VQGAN, MaskGIT), relu or gelu.
+Self-attention (VQGAN's AttnBlock): x + proj(softmax(q k^T / sqrt(C)) v) over all positions, one head, with q, k,
+v 1x1 convolutions of GroupNorm(x).
 With channel_multipliers=(1, 2, 2) a 28x28 image becomes a 7x7 grid of codes.
 
 `patch_size` p > 1 folds p x p pixel patches into channels first (space-to-depth) and unfolds them at the end
@@ -36,20 +41,42 @@ def group_norm(channels: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32)
                        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("channels_out",)))
 
 
-class ResBlock(nnx.Module):
-  """x + conv(swish(norm(conv(swish(norm(x)))))), with a 1x1 conv on the skip when channels change."""
+ACTIVATIONS = {"swish": nnx.swish, "relu": nnx.relu, "gelu": nnx.gelu}
+DOWNSAMPLES = ("conv", "avgpool")
 
-  def __init__(self, cin: int, cout: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+
+class ResBlock(nnx.Module):
+  """x + conv(act(norm(conv(act(norm(x)))))), with a 1x1 conv on the skip when channels change."""
+
+  def __init__(self, cin: int, cout: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32,
+               activation: str = "swish"):
     self.norm1 = group_norm(cin, groups, rngs=rngs, dtype=dtype)
     self.conv1 = conv(cin, cout, 3, rngs=rngs, dtype=dtype)
     self.norm2 = group_norm(cout, groups, rngs=rngs, dtype=dtype)
     self.conv2 = conv(cout, cout, 3, rngs=rngs, dtype=dtype)
     self.skip = conv(cin, cout, 1, rngs=rngs, dtype=dtype) if cin != cout else None
+    self.act = ACTIVATIONS[activation]
 
   def __call__(self, x):
-    h = self.conv1(nnx.swish(self.norm1(x)))
-    h = self.conv2(nnx.swish(self.norm2(h)))
+    h = self.conv1(self.act(self.norm1(x)))
+    h = self.conv2(self.act(self.norm2(h)))
     return (self.skip(x) if self.skip is not None else x) + h
+
+
+class AttnBlock(nnx.Module):
+  """VQGAN's single-head spatial self-attention with a residual connection (module docstring)."""
+
+  def __init__(self, channels: int, groups: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.norm = group_norm(channels, groups, rngs=rngs, dtype=dtype)
+    self.qkv = conv(channels, 3 * channels, 1, rngs=rngs, dtype=dtype)
+    self.proj = conv(channels, channels, 1, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, h * w, 3 * c), 3, axis=-1)
+    logits = jnp.einsum("bqc,bkc->bqk", q, k).astype(jnp.float32) / jnp.sqrt(c)
+    out = jnp.einsum("bqk,bkc->bqc", jax.nn.softmax(logits, -1).astype(v.dtype), v)
+    return x + self.proj(out.reshape(b, h, w, c))
 
 
 def space_to_depth(x, p: int):
@@ -66,27 +93,35 @@ def depth_to_space(x, p: int):
   return x.reshape(b, h * p, w * p, c // (p * p))
 
 
-def _res_stack(cin, cout, n, groups, rngs, dtype):
-  return nnx.List([ResBlock(cin if i == 0 else cout, cout, groups, rngs=rngs, dtype=dtype) for i in range(n)])
+def _stack(cin, cout, n, groups, rngs, dtype, activation, attention: bool, mid: bool = False):
+  """n ResBlocks; with `attention`, each followed by an AttnBlock; with `mid`, one AttnBlock after the first."""
+  layers = []
+  for i in range(n):
+    layers.append(ResBlock(cin if i == 0 else cout, cout, groups, rngs=rngs, dtype=dtype, activation=activation))
+    if attention or (mid and i == 0):
+      layers.append(AttnBlock(cout, groups, rngs=rngs, dtype=dtype))
+  return nnx.List(layers)
 
 
 class Encoder(nnx.Module):
   """Images [B, H, W, C] in [-1, 1] -> latents [B, H / 2^(levels-1), W / 2^(levels-1), out_dim]."""
 
   def __init__(self, in_channels: int, out_dim: int, channels: int, channel_multipliers: Sequence[int],
-               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, rngs: nnx.Rngs,
-               dtype=jnp.float32):
+               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, attention_levels: Sequence[int] = (),
+               mid_attention: bool = False, activation: str = "swish", downsample: str = "conv",
+               rngs: nnx.Rngs, dtype=jnp.float32):
+    _check(activation, downsample, attention_levels, len(channel_multipliers))
     widths = [channels * m for m in channel_multipliers]
-    self.patch_size = patch_size
+    self.patch_size, self.downsample, self.act = patch_size, downsample, ACTIVATIONS[activation]
     self.conv_in = conv(in_channels * patch_size**2, widths[0], 3, rngs=rngs, dtype=dtype)
     blocks, downs, cur = [], [], widths[0]
     for i, width in enumerate(widths):
-      blocks.append(_res_stack(cur, width, num_res_blocks, norm_groups, rngs, dtype))
+      blocks.append(_stack(cur, width, num_res_blocks, norm_groups, rngs, dtype, activation, i in attention_levels))
       cur = width
       if i < len(widths) - 1:
-        downs.append(conv(cur, cur, 4, stride=2, rngs=rngs, dtype=dtype))
+        downs.append(conv(cur, cur, 4, stride=2, rngs=rngs, dtype=dtype) if downsample == "conv" else None)
     self.blocks, self.downs = nnx.List(blocks), nnx.List(downs)
-    self.mid = _res_stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype)
+    self.mid = _stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype, activation, False, mid_attention)
     self.norm_out = group_norm(cur, norm_groups, rngs=rngs, dtype=dtype)
     self.conv_out = conv(cur, out_dim, 1, rngs=rngs, dtype=dtype)
 
@@ -96,26 +131,40 @@ class Encoder(nnx.Module):
       for block in stack:
         h = block(h)
       if i < len(self.downs):
-        h = self.downs[i](h)
+        h = self.downs[i](h) if self.downsample == "conv" else nnx.avg_pool(h, (2, 2), (2, 2))
     for block in self.mid:
       h = block(h)
-    return self.conv_out(nnx.swish(self.norm_out(h)))
+    return self.conv_out(self.act(self.norm_out(h)))
+
+
+def _check(activation, downsample, attention_levels, levels):
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}.")
+  if downsample not in DOWNSAMPLES:
+    raise ValueError(f"downsample must be one of {DOWNSAMPLES}, got {downsample!r}.")
+  if any(not 0 <= a < levels for a in attention_levels):
+    raise ValueError(f"attention_levels {tuple(attention_levels)} must index the {levels} resolution levels.")
 
 
 class Decoder(nnx.Module):
-  """Latents [B, h, w, in_dim] -> images [B, h * 2^(levels-1), w * 2^(levels-1), out_channels] (unbounded)."""
+  """Latents [B, h, w, in_dim] -> images [B, h * 2^(levels-1), w * 2^(levels-1), out_channels] (unbounded).
+  `attention_levels` index the encoder's levels (level 0 = full resolution)."""
 
   def __init__(self, in_dim: int, out_channels: int, channels: int, channel_multipliers: Sequence[int],
-               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, rngs: nnx.Rngs,
-               dtype=jnp.float32):
+               num_res_blocks: int, norm_groups: int, *, patch_size: int = 1, attention_levels: Sequence[int] = (),
+               mid_attention: bool = False, activation: str = "swish", downsample: str = "conv",
+               rngs: nnx.Rngs, dtype=jnp.float32):
+    del downsample  # the decoder always upsamples by nearest neighbour + conv
+    _check(activation, "conv", attention_levels, len(channel_multipliers))
     widths = [channels * m for m in channel_multipliers]
-    self.patch_size = patch_size
+    self.patch_size, self.act = patch_size, ACTIVATIONS[activation]
     cur = widths[-1]
     self.conv_in = conv(in_dim, cur, 3, rngs=rngs, dtype=dtype)
-    self.mid = _res_stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype)
+    self.mid = _stack(cur, cur, num_res_blocks, norm_groups, rngs, dtype, activation, False, mid_attention)
     blocks, ups = [], []
     for i in reversed(range(len(widths))):
-      blocks.append(_res_stack(cur, widths[i], num_res_blocks, norm_groups, rngs, dtype))
+      blocks.append(_stack(cur, widths[i], num_res_blocks, norm_groups, rngs, dtype, activation,
+                           i in attention_levels))
       cur = widths[i]
       if i > 0:
         ups.append(conv(cur, cur, 3, rngs=rngs, dtype=dtype))
@@ -134,7 +183,7 @@ class Decoder(nnx.Module):
       if i < len(self.ups):
         b, hh, ww, c = h.shape
         h = self.ups[i](jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest"))
-    return nnx.swish(self.norm_out(h))
+    return self.act(self.norm_out(h))
 
   @property
   def last_layer(self) -> nnx.Module:

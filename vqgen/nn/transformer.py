@@ -1,5 +1,5 @@
-"""The transformer shared by every prior: pre-norm blocks, used bidirectionally (MaskGIT, diffusion) or causally
-(autoregressive), with a static key/value cache for decoding and optional time conditioning by adaLN.
+"""The pre-norm transformer shared by every prior and the ViT tokenizer: used bidirectionally (MaskGIT, diffusion,
+ViT) or causally (autoregressive), with a static key/value cache for decoding and optional time conditioning by adaLN.
 
 Block (pre-norm, GPT-2 / ViT):  x += gate_a * Attn(modulate(LN(x)));  x += gate_m * MLP(modulate(LN(x)))
 where modulate(h) = h * (1 + scale) + shift and (shift, scale, gate) come from a zero-initialised linear map of
