@@ -40,13 +40,16 @@ ROWS = {  # name: (label, config spec relative to the repository)
 }
 
 
-def train(name: str, spec: str, workdir: str) -> tuple[dict, float]:
+def train(name: str, spec: str, workdir: str, steps: int = 0) -> tuple[dict, float]:
   """(the run's metrics.json, minutes spent training now; 0 when it had finished before)."""
   folder = os.path.join(workdir, name)
   if os.path.exists(os.path.join(folder, "metrics.json")):
     with open(os.path.join(folder, "metrics.json")) as f:
       return json.load(f), 0.0
   path, _, variant = spec.partition(":")
+  if steps:  # a shorter run: the discriminator still starts at a third of it
+    variant = ",".join(v for v in (variant, f"steps={steps}", "start=" + str(steps // 3) if "adversarial=0"
+                                   not in variant else "") if v)
   config = config_lib.load_config(os.path.join(ROOT, path) + (f":{variant}" if variant else ""))
   start = time.perf_counter()
   print(f"== {name}: {spec}", flush=True)
@@ -61,9 +64,13 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
+  parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (a quicker, partial "
+                      "comparison; its results go to <out>_<steps>steps)")
   parser.add_argument("--num_images", type=int, default=2000, help="training images reconstructed for the FD")
   parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "tokenizer_losses"))
   args = parser.parse_args()
+  if args.steps:
+    args.out += f"_{args.steps}steps"
   names = [n for n in args.rows.split(",") if n]
   unknown = [n for n in names if n not in ROWS]
   if unknown:
@@ -72,7 +79,7 @@ def main():
   rows, strips = [], [test]
   for name in names:
     label, spec = ROWS[name]
-    metrics, minutes = train(name, spec, args.workdir)
+    metrics, minutes = train(name, spec, args.workdir, args.steps)
     minutes_file = os.path.join(args.workdir, name, "minutes.json")
     if not minutes and os.path.exists(minutes_file):
       with open(minutes_file) as f:
@@ -86,9 +93,11 @@ def main():
     strips.append(np.clip(np.asarray(tokenizer(test)[0]), 0, 1))
     print(f"{label}: PSNR {rows[-1]['psnr']:.2f} dB, recon FD {rows[-1]['recon_fd']:.2f}", flush=True)
 
-  command = f"python experiments/tokenizer_losses.py --workdir={args.workdir} --rows={args.rows}"
+  command = (f"python experiments/tokenizer_losses.py --workdir={args.workdir} --rows={args.rows}"
+             + (f" --steps={args.steps}" if args.steps else ""))
   base = {r["row"][:r["row"].index("_")]: r for r in rows if r["row"].endswith("_mse")}
-  lines = ["# Tokenizer losses at the demo tokenizer's compute", "",
+  title = f"{args.steps} steps (a partial run)" if args.steps else "the demo tokenizer's compute"
+  lines = [f"# Tokenizer losses at {title}", "",
            f"`{command} --num_images={args.num_images}` ({time.strftime('%Y-%m-%d')}; 2-core CPU). Reconstruction "
            f"FD: {args.num_images} training images reconstructed, against the 10k test split, on the sample-metric "
            f"network (`{os.path.relpath(default_workdir(), os.path.expanduser('~'))}` under ~; blur-sensitive: "

@@ -20,6 +20,8 @@ def test_config_smoke(path, tmp_path, perceptual_workdir):
   flags = list(TINY)
   if load(path).loss.perceptual_weight > 0:  # the session's small perceptual network, not the user's cache
     flags.append(f"--config.loss.perceptual_weights={perceptual_workdir}")
+  if load(path).model.name == "vit":
+    flags += ["--config.model.vit_width=32", "--config.model.vit_depth=1"]
   if load(path).loss.adversarial_weight > 0:  # step 1 without the discriminator, step 2 with it
     flags += ["--config.loss.discriminator_start=1", "--config.discriminator.channels=8"]
   config = load(path, *flags)
