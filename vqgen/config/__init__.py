@@ -9,12 +9,13 @@ from vqgen.config.files import PRIOR_CONFIGS, configs_dir, load_config, load_wor
 from vqgen.config.resume import MAY_CHANGE, check_resume
 from vqgen.config.schema import (COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError,
                                  add_training_sections, classifier_config, optimizer_section,
-                                 perceptual_network_config, prior_config, quantizer_config, tokenizer_config)
+                                 perceptual_network_config, prior_config, quantizer_config, tokenizer_config,
+                                 use_vqgan_objective)
 from vqgen.config.validation import validate
 from vqgen.config.variants import PRIOR_VARIANTS, boolean, levels_from_string, parse_variant
 
-__all__ = ["COMPUTE_DTYPES", "MAY_CHANGE", "PRE_QUANT_NORMS", "PRIOR_CONFIGS", "PRIOR_VARIANTS", "RECONSTRUCTION",
-           "STAGES", "ConfigError", "add_training_sections", "boolean", "check_resume", "classifier_config",
-           "configs_dir", "levels_from_string", "load_config", "load_workdir_config", "optimizer_section", "parse_variant",
-           "perceptual_network_config",
-           "prior_config", "prior_config_path", "quantizer_config", "tokenizer_config", "validate"]
+__all__ = ["COMPUTE_DTYPES", "ConfigError", "MAY_CHANGE", "PRE_QUANT_NORMS", "PRIOR_CONFIGS",
+           "PRIOR_VARIANTS", "RECONSTRUCTION", "STAGES", "add_training_sections", "boolean", "check_resume",
+           "classifier_config", "configs_dir", "levels_from_string", "load_config", "load_workdir_config",
+           "optimizer_section", "parse_variant", "perceptual_network_config", "prior_config",
+           "prior_config_path", "quantizer_config", "tokenizer_config", "use_vqgan_objective", "validate"]
