@@ -20,18 +20,10 @@ def get_config(arg: str | None = None):
   c.model.vit_positions = "learned"
   c.quantizer = config_lib.quantizer_config("vq", dim=32, codebook_size=1024, codebook_dim=8, cosine=True,
                                             kmeans_init=True)
-  c.train.steps = 1500
+  config_lib.use_vqgan_objective(c, steps=1500)
   c.train.log_every = 100
   c.train.checkpoint_every = 500
   c.optimizer.learning_rate = 1e-3
-  c.loss.perceptual_weight = 0.1
-  c.loss.adversarial_weight = 0.1
-  c.loss.discriminator_start = 500
-  c.loss.lecam_weight = 0.001
-  c.discriminator.name = "patchgan"
-  c.discriminator.channels = 32
-  c.discriminator.num_layers = 2
-  c.discriminator.optimizer.learning_rate = 2e-4
   items = [item for item in (arg or "").split(",") if item]
   quantizer = [item.partition("=")[2] for item in items if item.startswith("quantizer=")]
   if quantizer and quantizer[-1] not in ("vq", "fsq"):

@@ -14,19 +14,9 @@ from vqgen import config as config_lib
 
 def get_config(arg: str | None = None):
   c = config_lib.tokenizer_config()
-  c.train.steps = 1500
+  config_lib.use_vqgan_objective(c, steps=1500)
   c.train.log_every = 100
   c.train.checkpoint_every = 500
-  c.loss.perceptual_weight = 0.1
-  c.loss.perceptual_network = "fashion_mnist"
-  c.loss.adversarial_weight = 0.1
-  c.loss.gan_loss = "hinge"
-  c.loss.discriminator_start = 500
-  c.loss.lecam_weight = 0.001
-  c.discriminator.name = "patchgan"
-  c.discriminator.channels = 32
-  c.discriminator.num_layers = 2
-  c.discriminator.optimizer.learning_rate = 2e-4
   config_lib.parse_variant(arg, c, {
       "steps": ("train.steps", int), "perceptual": ("loss.perceptual_weight", float),
       "adversarial": ("loss.adversarial_weight", float), "discriminator": ("discriminator.name", str),
