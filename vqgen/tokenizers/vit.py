@@ -16,17 +16,24 @@ from vqgen.nn.transformer import Transformer, dense
 from vqgen.tokenizers.conv import depth_to_space, space_to_depth
 
 
+def patch_transformer(image_size: int, patch_size: int, width: int, depth: int, heads: int, mlp_ratio: int,
+                      positions: str, rngs: nnx.Rngs, dtype) -> Transformer:
+  """The transformer over the (image_size / patch_size)^2 patch grid, no prefix slot."""
+  if image_size % patch_size:
+    raise ValueError(f"ViT image_size {image_size} must be divisible by patch_size {patch_size}.")
+  return Transformer(width=width, depth=depth, heads=heads, grid=(image_size // patch_size,) * 2, prefix=0,
+                     mlp_ratio=mlp_ratio, positions=positions, dtype=dtype, rngs=rngs)
+
+
 class ViTEncoder(nnx.Module):
   """Images [B, H, W, C] in [-1, 1] -> latents [B, H / p, W / p, out_dim]."""
 
   def __init__(self, in_channels: int, out_dim: int, *, image_size: int, patch_size: int, width: int, depth: int,
                heads: int, mlp_ratio: int = 4, positions: str = "learned", rngs: nnx.Rngs, dtype=jnp.float32):
-    if image_size % patch_size:
-      raise ValueError(f"ViT image_size {image_size} must be divisible by patch_size {patch_size}.")
-    self.patch_size, self.grid = patch_size, (image_size // patch_size,) * 2
+    self.transformer = patch_transformer(image_size, patch_size, width, depth, heads, mlp_ratio, positions, rngs,
+                                         dtype)
+    self.patch_size, self.grid = patch_size, self.transformer.grid
     self.embed = dense(in_channels * patch_size**2, width, ("channels_in", "embed"), rngs=rngs, dtype=dtype)
-    self.transformer = Transformer(width=width, depth=depth, heads=heads, grid=self.grid, prefix=0,
-                                   mlp_ratio=mlp_ratio, positions=positions, dtype=dtype, rngs=rngs)
     self.proj = dense(width, out_dim, ("embed", "channels_out"), rngs=rngs, dtype=dtype)
 
   def __call__(self, x):
@@ -40,12 +47,10 @@ class ViTDecoder(nnx.Module):
 
   def __init__(self, in_dim: int, out_channels: int, *, image_size: int, patch_size: int, width: int, depth: int,
                heads: int, mlp_ratio: int = 4, positions: str = "learned", rngs: nnx.Rngs, dtype=jnp.float32):
-    if image_size % patch_size:
-      raise ValueError(f"ViT image_size {image_size} must be divisible by patch_size {patch_size}.")
-    self.patch_size, self.grid = patch_size, (image_size // patch_size,) * 2
+    self.transformer = patch_transformer(image_size, patch_size, width, depth, heads, mlp_ratio, positions, rngs,
+                                         dtype)
+    self.patch_size, self.grid = patch_size, self.transformer.grid
     self.embed = dense(in_dim, width, ("channels_in", "embed"), rngs=rngs, dtype=dtype)
-    self.transformer = Transformer(width=width, depth=depth, heads=heads, grid=self.grid, prefix=0,
-                                   mlp_ratio=mlp_ratio, positions=positions, dtype=dtype, rngs=rngs)
     self.out = dense(width, out_channels * patch_size**2, ("embed", "channels_out"), rngs=rngs, dtype=dtype)
 
   def features(self, z):
