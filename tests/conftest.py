@@ -15,10 +15,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
 from vqgen.stages.classifier import perceptual_network  # noqa: E402
+from vqgen.tokenizers.perceptual_networks import VGG16_CONVS, VGG16_TAPS, VGG16_WIDTHS  # noqa: E402
 
 
 def tiny_config(**overrides):
@@ -73,3 +75,26 @@ def perceptual_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("perceptual") / "run")
   perceptual_network(workdir, steps=3)
   return workdir
+
+
+def write_lpips_npz(path, rng, slices: bool):
+  """Random weights in the PyTorch layout (torchvision `features.<i>` or LPIPS `net.slice<s>.<i>` names)."""
+  arrays, cin = {}, 3
+  for i, (index, width) in enumerate(zip(VGG16_CONVS, VGG16_WIDTHS)):
+    s = sum(index >= start for start in (0, 4, 9, 16, 23))
+    name = f"net.slice{s}.{index}" if slices else f"features.{index}"
+    arrays[f"{name}.weight"] = rng.normal(0, np.sqrt(2 / (9 * cin)), (width, cin, 3, 3)).astype(np.float32)
+    arrays[f"{name}.bias"] = rng.normal(0, 0.1, (width,)).astype(np.float32)
+    cin = width
+  for l, tap in enumerate(VGG16_TAPS):
+    arrays[f"lin{l}.model.1.weight"] = rng.uniform(0, 1, (1, VGG16_WIDTHS[VGG16_CONVS.index(tap)], 1, 1))
+  np.savez(path, **arrays)
+  return arrays
+
+
+@pytest.fixture(scope="session")
+def lpips_npz(tmp_path_factory):
+  """A VGG16 + LPIPS v0.1 weights file (random values) in the public layout, for configs with lpips_vgg16."""
+  path = tmp_path_factory.mktemp("lpips") / "vgg16_lpips.npz"
+  write_lpips_npz(path, np.random.default_rng(0), slices=False)
+  return str(path)

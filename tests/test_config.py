@@ -25,8 +25,12 @@ def load(path, *overrides):
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, ROOT))
-def test_config_files_load_and_validate(path):
+def test_config_files_load_and_validate(path, lpips_npz):
   c = load(path)
+  if c.stage == "tokenizer" and c.loss.perceptual_network == "lpips_vgg16":  # refused until given its weights
+    with pytest.raises(ValueError, match="loss.perceptual_weights.*never downloads"):
+      config_lib.validate(c)
+    c = load(path, f"--config.loss.perceptual_weights={lpips_npz}")
   if c.stage == "prior":
     with pytest.raises(ValueError, match="tokenizer_workdir"):  # a prior must name its tokenizer
       config_lib.validate(c)

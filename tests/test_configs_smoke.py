@@ -1,5 +1,8 @@
 """Every tokenizer config in configs/ trains a few steps with tiny overrides, end to end through vqgen.stages.run
-(prior configs and the classifier: tests/test_prior_stage.py)."""
+on the 8 simulated devices (prior configs and the classifier: tests/test_prior_stage.py). The ImageNet-256
+recipes run on synthetic 256x256x3 images at tiny width and without their perceptual term: VGG16 at 256 px
+alone costs minutes on a 2-core CPU. The stage's LPIPS-VGG16 path on RGB images is tested at 32 px
+(tests/test_vqgan.py::test_lpips_vgg16_perceptual_term_of_the_stage_on_rgb_images)."""
 
 import glob
 import json
@@ -16,17 +19,23 @@ TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=
 
 @pytest.mark.parametrize("path", [p for p in CONFIG_FILES if "/tokenizer/" in p or p.endswith("demo.py")],
                          ids=lambda p: os.path.relpath(p, ROOT))
-def test_config_smoke(path, tmp_path, perceptual_workdir):
-  flags = list(TINY)
-  if load(path).loss.perceptual_weight > 0:  # the session's small perceptual network, not the user's cache
-    flags.append(f"--config.loss.perceptual_weights={perceptual_workdir}")
-  if load(path).model.name == "vit":
+def test_config_smoke(path, tmp_path, perceptual_workdir, lpips_npz):
+  flags, default = list(TINY), load(path)
+  if default.data.image_size == 256:  # ImageNet: synthetic images, one per device
+    path += ":data=synthetic"
+    flags += ["--config.data.batch_size=8", "--config.data.eval_batch_size=8", "--config.data.eval_limit=16",
+              "--config.discriminator.stylegan_channels=(8, 8, 8, 8, 8, 8, 8)", "--config.model.vit_heads=4",
+              "--config.loss.perceptual_weight=0"]
+  elif default.loss.perceptual_weight > 0:  # the session's perceptual network or weights, never the user's cache
+    flags.append("--config.loss.perceptual_weights="
+                 + (lpips_npz if default.loss.perceptual_network == "lpips_vgg16" else perceptual_workdir))
+  if default.model.name == "vit":
     flags += ["--config.model.vit_width=32", "--config.model.vit_depth=1"]
-  if load(path).loss.adversarial_weight > 0:  # step 1 without the discriminator, step 2 with it
+  if default.loss.adversarial_weight > 0 and default.loss.discriminator_start > 0:  # step 2 with the discriminator
     flags += ["--config.loss.discriminator_start=1", "--config.discriminator.channels=8"]
   config = load(path, *flags)
   results = run(config, str(tmp_path))
-  assert results["num_eval_images"] == 64 and results["step"] == 2
+  assert results["num_eval_images"] == config.data.eval_limit and results["step"] == 2
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert {"test_psnr", "codebook_usage", "codebook_perplexity"} <= set(metrics)
   assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 2

@@ -11,19 +11,18 @@ import optax
 import pytest
 from flax import nnx
 
-from conftest import gan_overrides, tiny_config
+from conftest import gan_overrides, tiny_config, write_lpips_npz
 from test_train import Interrupt, MappedStage, interrupt_after
 from vqgen import config as config_lib
 from vqgen.stages import TokenizerStage
 from vqgen.tokenizers import Tokenizer
 from vqgen.tokenizers.discriminators import PatchGAN, StyleGANDiscriminator, blur_downsample
 from vqgen.tokenizers.perceptual import lpips_distance
-from vqgen.tokenizers.perceptual_networks import (VGG16_CONVS, VGG16_TAPS, VGG16_WIDTHS, LPIPS_SHIFT, LPIPS_SCALE,
-                                                  load_lpips_vgg16)
+from vqgen.tokenizers.perceptual_networks import LPIPS_SCALE, LPIPS_SHIFT, load_lpips_vgg16
 from vqgen.tokenizers.vqgan import vqgan_losses
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
-from vqgen.train.step import build_training
+from vqgen.train.step import StepContext, build_training
 from vqgen.train.trainer import restore_model, train_and_evaluate
 
 D_TERMS = ("discriminator", "lecam", "r1")
@@ -174,21 +173,6 @@ def test_gan_run_resumes_exactly_and_exports_the_tokenizer(perceptual_workdir, t
   assert isinstance(restore_model(config, str(tmp_path / "a"), TokenizerStage(config)), Tokenizer)
 
 
-def write_lpips_npz(path, rng, slices: bool):
-  """Random weights in the PyTorch layout (torchvision `features.<i>` or LPIPS `net.slice<s>.<i>` names)."""
-  arrays, cin = {}, 3
-  for i, (index, width) in enumerate(zip(VGG16_CONVS, VGG16_WIDTHS)):
-    s = sum(index >= start for start in (0, 4, 9, 16, 23))
-    name = f"net.slice{s}.{index}" if slices else f"features.{index}"
-    arrays[f"{name}.weight"] = rng.normal(0, np.sqrt(2 / (9 * cin)), (width, cin, 3, 3)).astype(np.float32)
-    arrays[f"{name}.bias"] = rng.normal(0, 0.1, (width,)).astype(np.float32)
-    cin = width
-  for l, tap in enumerate(VGG16_TAPS):
-    arrays[f"lin{l}.model.1.weight"] = rng.uniform(0, 1, (1, VGG16_WIDTHS[VGG16_CONVS.index(tap)], 1, 1))
-  np.savez(path, **arrays)
-  return arrays
-
-
 def torch_conv3x3(x, w, b):
   """PyTorch's Conv2d(padding=1) on HWC numpy arrays, weights [out, in, 3, 3] (cross-correlation)."""
   p = np.pad(x, ((1, 1), (1, 1), (0, 0)))
@@ -214,6 +198,26 @@ def test_lpips_vgg16_loads_the_public_layout(tmp_path, slices):
   assert float(lpips_distance(feats, feats, net.channel_weights)[0]) == 0.0
 
 
+def test_lpips_vgg16_perceptual_term_of_the_stage_on_rgb_images(lpips_npz):
+  """The tokenizer stage on synthetic RGB images with LPIPS-VGG16 from a weights file: its perceptual term is
+  perceptual_weight * mean LPIPS(x_hat, x) computed directly on the loaded network, and a run trains."""
+  config = tiny_config(**{"data.name": "synthetic", "data.image_size": 32, "data.channels": 3,
+                          "loss.perceptual_weight": 0.5, "loss.perceptual_network": "lpips_vgg16",
+                          "loss.perceptual_weights": lpips_npz})
+  config_lib.validate(config)
+  stage = TokenizerStage(config)
+  model = stage.build_model(nnx.Rngs(0))
+  x = jnp.asarray(stage.train_dataset(4, 0, 1).__iter__().__next__()["image"])
+  assert x.shape == (4, 32, 32, 3)
+  ctx = StepContext(rng=jax.random.key(0), step=jnp.int32(0), frozen=stage.frozen())
+  _, metrics = stage.loss(model, {"image": x}, ctx)
+  net = load_lpips_vgg16(lpips_npz)
+  recon = model(x)[0]
+  expected = 0.5 * jnp.mean(lpips_distance(net.features(recon), net.features(x), net.channel_weights))
+  np.testing.assert_allclose(float(metrics["loss/perceptual"]), float(expected), rtol=1e-5)
+  assert float(expected) > 0
+
+
 def test_lpips_vgg16_refuses_a_wrong_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="never downloads"):
     load_lpips_vgg16(str(tmp_path / "missing.npz"))
@@ -235,9 +239,10 @@ def test_lpips_vgg16_refuses_a_wrong_file(tmp_path):
     ({"loss.adversarial_weight": 0.1, "discriminator.name": "patchgan", "loss.discriminator_start": 4},
      r"loss.discriminator_start=4: must be in \[0, train.steps=4\)"),
     ({"loss.perceptual_weight": 1.0, "loss.perceptual_network": "lpips_vgg16"},
-     "loss.perceptual_weights='': must name the local .npz"),
+     "loss.perceptual_weights='': must name the local VGG16 \+ LPIPS v0.1 weights"),
     ({"loss.perceptual_weight": 1.0, "loss.perceptual_network": "lpips_vgg16",
-      "loss.perceptual_weights": "/nonexistent/vgg.npz"}, "loss.perceptual_weights='/nonexistent/vgg.npz': is not a file"),
+      "loss.perceptual_weights": "/nonexistent/vgg.npz"},
+     r"loss.perceptual_weights='/nonexistent/vgg.npz': names no file at \['/nonexistent/vgg.npz'\]"),
     ({"loss.perceptual_weight": 1.0, "data.image_size": 32}, "loss.perceptual_network='fashion_mnist': is built for"),
     ({"loss.adversarial_weight": 0.1, "discriminator.name": "patchgan", "discriminator.num_layers": 4},
      "discriminator.num_layers=4: is too deep for 28px"),

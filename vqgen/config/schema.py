@@ -95,23 +95,6 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   return c
 
 
-def use_vqgan_objective(c: ml_collections.ConfigDict, steps: int = 1500) -> None:
-  """The Fashion-MNIST VQGAN objective of configs/tokenizer/{vqgan,vit_vqgan}_fashion_mnist.py on a tokenizer
-  config: pixel + 0.1 perceptual (vqgen's own network) + 0.1 hinge PatchGAN (2 layers, 32 channels, lr 2e-4)
-  with the adaptive weight and LeCam 0.001, the discriminator starting at a third of `steps`."""
-  c.train.steps = steps
-  c.loss.perceptual_weight = 0.1
-  c.loss.perceptual_network = "fashion_mnist"
-  c.loss.adversarial_weight = 0.1
-  c.loss.gan_loss = "hinge"
-  c.loss.discriminator_start = steps // 3
-  c.loss.lecam_weight = 0.001
-  c.discriminator.name = "patchgan"
-  c.discriminator.channels = 32
-  c.discriminator.num_layers = 2
-  c.discriminator.optimizer.learning_rate = 2e-4
-
-
 def optimizer_section() -> ml_collections.ConfigDict:
   """One optimizer: AdamW on a linear-warmup cosine schedule (train/optim.py)."""
   o = ml_collections.ConfigDict()

@@ -124,10 +124,12 @@ def _validate_gan(c) -> None:
   _one_of(c, "discriminator.norm", NORMS)
   if l.perceptual_weight > 0 and l.perceptual_network == "lpips_vgg16":
     _check(bool(l.perceptual_weights), "loss.perceptual_weights", l.perceptual_weights,
-           "must name the local .npz of VGG16 + LPIPS v0.1 weights for perceptual_network='lpips_vgg16' "
-           "(vqgen never downloads weights; docs/perceptual.md)")
-    _check(os.path.isfile(l.perceptual_weights), "loss.perceptual_weights", l.perceptual_weights,
-           "is not a file: give the path of the local .npz of VGG16 + LPIPS v0.1 weights (docs/perceptual.md)")
+           "must name the local VGG16 + LPIPS v0.1 weights for perceptual_network='lpips_vgg16': torchvision's "
+           "VGG16 .pth and LPIPS's vgg.pth, comma-separated, or one .npz (vqgen never downloads weights; "
+           "docs/perceptual.md)")
+    missing = [p for p in l.perceptual_weights.split(",") if not os.path.isfile(p.strip())]
+    _check(not missing, "loss.perceptual_weights", l.perceptual_weights,
+           f"names no file at {missing}: give the local VGG16 + LPIPS v0.1 weight files (docs/perceptual.md)")
     _check(c.data.image_size >= MIN_VGG16_SIZE, "data.image_size", c.data.image_size,
            f"must be >= {MIN_VGG16_SIZE} for the VGG16 perceptual network (four 2x2 poolings)")
   if l.perceptual_weight > 0 and l.perceptual_network == "fashion_mnist":

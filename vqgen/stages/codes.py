@@ -19,6 +19,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from vqgen import data as data_lib
+from vqgen.stages.image_data import data_source
 from vqgen.train import writers
 
 
@@ -44,7 +45,7 @@ def _data_digest(config, split: str, source) -> str:
 def extract_codes(tokenizer, config, split: str, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
   """Codes and labels of every record of `split`, in order (on this process's first device)."""
   d = config.data
-  source = data_lib.make_source(d.name, split, d.data_dir)
+  source = data_source(d, split)
   encode = jax.jit(lambda images: tokenizer.encode(images))
   codes, labels = [], []
   for batch in data_lib.eval_batches(source, batch_size=batch_size, image_size=d.image_size):
@@ -69,7 +70,7 @@ def cached_codes(tokenizer_workdir: str, split: str, tokenizer, config) -> dict:
   Process 0 extracts and writes; other processes wait for it and read the same file.
   """
   d = config.data
-  source = data_lib.make_source(d.name, split, d.data_dir)
+  source = data_source(d, split)
   key = hashlib.sha256((_weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
   path = os.path.join(tokenizer_workdir, "codes", f"{split}-{key[:16]}.npz")
   if jax.process_index() == 0 and os.path.exists(path) and not _readable(path):

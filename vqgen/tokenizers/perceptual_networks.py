@@ -2,8 +2,9 @@
 
 VGG16LPIPS   LPIPS's standard network: VGG16's `features` up to relu5_3, tapped after relu1_2, relu2_2, relu3_3,
              relu4_3, relu5_3, with LPIPS's input scaling and v0.1's per-channel linear weights. Weights come from
-             a local .npz with the PyTorch names (torchvision `features.<i>.weight|bias` or LPIPS `net.slice<s>.<i>.*`,
-             and `lin<l>.model.1.weight`): `load_lpips_vgg16(path)`. vqgen never downloads them.
+             local files with the PyTorch names (torchvision `features.<i>.weight|bias` or LPIPS `net.slice<s>.<i>.*`,
+             and `lin<l>.model.1.weight`): the public .pth files themselves or an .npz,
+             `load_lpips_vgg16("vgg16-397923af.pth,vgg.pth")`. vqgen never downloads them.
 FashionPerceptual  vqgen's own network for 28x28 grayscale images, trained as a Fashion-MNIST classifier
              (stages/classifier.py, `model.architecture='perceptual'`). It is NOT the network that scores samples
              (evaluation/classifier.py): another architecture (full-resolution VGG-style stacks and global pooling
@@ -18,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from vqgen.tokenizers.pth import load_pth
 
 # torchvision vgg16.features: conv layer indices (each followed by ReLU) and the taps LPIPS reads (after relu).
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -70,16 +73,29 @@ def _torch_key(arrays: dict, index: int, what: str) -> str:
   return f"net.slice{s + 1}.{index}.{what}"
 
 
+def read_weight_files(paths: str) -> dict:
+  """{PyTorch name: array} of one or more comma-separated local files, each a .npz or a PyTorch .pth/.pt
+  (read without PyTorch: tokenizers/pth.py); a later file's arrays replace an earlier one's of the same name."""
+  arrays = {}
+  for path in [p.strip() for p in paths.split(",") if p.strip()]:
+    if not os.path.exists(path):
+      raise FileNotFoundError(
+          f"Perceptual weights file {path!r} does not exist. vqgen never downloads weights: give torchvision's "
+          "VGG16 .pth and LPIPS's v0.1 vgg.pth (comma-separated), or one .npz of both with their PyTorch names "
+          "(docs/perceptual.md), or set config.loss.perceptual_network='fashion_mnist'.")
+    if path.endswith(".npz"):
+      with np.load(path) as f:
+        arrays.update(f)
+    else:
+      arrays.update(load_pth(path))
+  return arrays
+
+
 def load_lpips_vgg16(path: str) -> VGG16LPIPS:
-  """VGG16LPIPS with the weights of a local .npz (PyTorch names and layouts: conv [out, in, kh, kw], lin
-  [1, C, 1, 1]). Raises FileNotFoundError / ValueError naming the file and the missing or misshapen array."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"Perceptual weights file {path!r} does not exist. vqgen never downloads weights: save VGG16's features and "
-        "LPIPS v0.1's linear layers as one .npz with their PyTorch names (docs/perceptual.md), or set "
-        "config.loss.perceptual_network='fashion_mnist'.")
-  with np.load(path) as f:
-    arrays = dict(f)
+  """VGG16LPIPS with the weights of local files (`read_weight_files`: .npz or .pth, comma-separated), in the
+  PyTorch names and layouts (conv [out, in, kh, kw], lin [1, C, 1, 1]). Raises FileNotFoundError / ValueError
+  naming the file and the missing or misshapen array."""
+  arrays = read_weight_files(path)
   net = nnx.eval_shape(lambda: VGG16LPIPS(rngs=nnx.Rngs(0)))
   _, state = nnx.split(net)
   pure = state.to_pure_dict()
