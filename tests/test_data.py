@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from vqgen.data import FashionMNIST, TFDSSource, eval_batches, make_source, train_dataset
+from vqgen.data import FashionMNIST, SyntheticImages, TFDSSource, eval_batches, make_source, train_dataset
 from vqgen.data.fashion_mnist import read_idx
 
 
@@ -124,3 +124,20 @@ def test_tfds_missing_dataset_error(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   with pytest.raises(FileNotFoundError, match="tfds build"):
     TFDSSource("mnist", "train", data_dir=str(tmp_path))
+
+
+def test_synthetic_images_are_deterministic_smooth_and_of_the_asked_shape():
+  train = SyntheticImages("train", image_size=64, channels=3)
+  a, b = train[3], SyntheticImages("train", image_size=64, channels=3)[3]
+  assert a["image"].shape == (64, 64, 3) and a["image"].dtype == np.uint8 and a["label"] == 3
+  np.testing.assert_array_equal(a["image"], b["image"])  # the same record every time it is read
+  assert not np.array_equal(a["image"], SyntheticImages("validation", image_size=64, channels=3)[3]["image"])
+  assert (len(train), len(SyntheticImages("validation", image_size=64, channels=3))) == (10_000, 1_000)
+  x = a["image"].astype(np.float32)
+  neighbour = np.mean(np.abs(np.diff(x, axis=1)))  # smooth: neighbours differ far less than random pixels do
+  assert x.std() > 20 and neighbour < 0.2 * np.mean(np.abs(x - np.roll(x, 32, axis=0)))
+  with pytest.raises(IndexError):
+    train[10_000]
+  with pytest.raises(ValueError, match="image_size and channels"):
+    make_source("synthetic", "train")
+  assert make_source("synthetic", "test", image_size=8, channels=1)[0]["image"].shape == (8, 8, 1)
