@@ -30,13 +30,13 @@ from vqgen.stages.classifier import default_workdir, sample_scorer  # noqa: E402
 
 VQGAN = "configs/tokenizer/vqgan_fashion_mnist.py"
 VIT = "configs/tokenizer/vit_vqgan_fashion_mnist.py"
-ROWS = {  # name: (label, config spec relative to the repository)
-    "conv_mse": ("conv, MSE only", f"{VQGAN}:perceptual=0,adversarial=0"),
-    "conv_perceptual": ("conv, + perceptual", f"{VQGAN}:adversarial=0"),
-    "conv_vqgan": ("conv, + perceptual + adversarial", VQGAN),
-    "vit_mse": ("ViT, MSE only", f"{VIT}:quantizer=fsq,perceptual=0,adversarial=0"),
-    "vit_perceptual": ("ViT, + perceptual", f"{VIT}:quantizer=fsq,adversarial=0"),
-    "vit_vqgan": ("ViT, + perceptual + adversarial", f"{VIT}:quantizer=fsq"),
+ROWS = {  # name: (label, config spec relative to the repository); the objective's pixel loss is L1
+    "conv_mse": ("conv, MSE only", f"{VQGAN}:pixel=l2,perceptual=0,adversarial=0"),
+    "conv_perceptual": ("conv, L1 + perceptual", f"{VQGAN}:adversarial=0"),
+    "conv_vqgan": ("conv, L1 + perceptual + adversarial", VQGAN),
+    "vit_mse": ("ViT, MSE only", f"{VIT}:quantizer=fsq,pixel=l2,perceptual=0,adversarial=0"),
+    "vit_perceptual": ("ViT, L1 + perceptual", f"{VIT}:quantizer=fsq,adversarial=0"),
+    "vit_vqgan": ("ViT, L1 + perceptual + adversarial", f"{VIT}:quantizer=fsq"),
 }
 
 

@@ -63,10 +63,10 @@ def test_each_parameter_group_receives_only_its_own_terms(perceptual_workdir, im
   # The discriminator's terms see stop-gradient reconstructions; the generator's see a frozen discriminator.
   assert all(float(jnp.max(jnp.abs(x))) == 0 for x in jax.tree.leaves(d_only["tokenizer"]))
   assert all(float(jnp.max(jnp.abs(x))) == 0 for x in jax.tree.leaves(g_only["discriminator"]))
-  for a, b in zip(jax.tree.leaves(total["tokenizer"]), jax.tree.leaves(g_only["tokenizer"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-8)
-  for a, b in zip(jax.tree.leaves(total["discriminator"]), jax.tree.leaves(d_only["discriminator"])):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-8)
+  # Equal up to float32 rounding: summing other terms reorders the additions (atol scaled by the leaf's size).
+  for group, own in (("tokenizer", g_only), ("discriminator", d_only)):
+    for a, b in zip(jax.tree.leaves(total[group]), jax.tree.leaves(own[group])):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
   assert optax.tree.norm(d_only["discriminator"]) > 0 and optax.tree.norm(g_only["tokenizer"]) > 0
 
 

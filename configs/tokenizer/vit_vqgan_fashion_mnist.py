@@ -3,7 +3,7 @@ the encoder and in the decoder, and ViT-VQGAN's factorised codes (1024 codes loo
 space), trained with the objective of configs/tokenizer/vqgan_fashion_mnist.py (pixel + perceptual + PatchGAN).
 
   python -m vqgen.main --config=configs/tokenizer/vit_vqgan_fashion_mnist.py --workdir=runs/vit_vqgan
-Variants: steps, perceptual, adversarial (0 also drops the discriminator), start, width, depth, and
+Variants: steps, perceptual, adversarial (0 also drops the discriminator), start, pixel (l1 | l2), width, depth, and
 quantizer=fsq (the demo's FSQ (8, 5, 5, 5): compares the backbones with the same codes).
 """
 
@@ -31,6 +31,7 @@ def get_config(arg: str | None = None):
   config_lib.parse_variant(",".join(i for i in items if not i.startswith("quantizer=")), c, {
       "steps": ("train.steps", int), "perceptual": ("loss.perceptual_weight", float),
       "adversarial": ("loss.adversarial_weight", float), "start": ("loss.discriminator_start", int),
+      "pixel": ("loss.reconstruction", str),
       "width": ("model.vit_width", int), "depth": ("model.vit_depth", int)})
   if quantizer and quantizer[-1] == "fsq":
     c.quantizer = config_lib.quantizer_config("fsq", levels=(8, 5, 5, 5))
