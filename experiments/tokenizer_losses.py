@@ -38,6 +38,11 @@ ROWS = {  # name: (label, config spec relative to the repository); the objective
     "vit_perceptual": ("ViT, L1 + perceptual", f"{VIT}:quantizer=fsq,adversarial=0"),
     "vit_vqgan": ("ViT, L1 + perceptual + adversarial", f"{VIT}:quantizer=fsq"),
 }
+TUNING = {  # further rows of the 600-step tuning (experiments/results/tokenizer_tuning_600steps.md); not default
+    "conv_l1_p1": ("conv, L1 + 1.0 perceptual", f"{VQGAN}:perceptual=1,adversarial=0"),
+    "conv_l1_p1_a01": ("conv, L1 + 1.0 perceptual + 0.1 adversarial", f"{VQGAN}:perceptual=1"),
+    "conv_l1_p1_a08": ("conv, L1 + 1.0 perceptual + 0.8 adversarial", f"{VQGAN}:perceptual=1,adversarial=0.8"),
+}
 
 
 def train(name: str, spec: str, workdir: str, steps: int = 0) -> tuple[dict, float]:
@@ -48,8 +53,8 @@ def train(name: str, spec: str, workdir: str, steps: int = 0) -> tuple[dict, flo
       return json.load(f), 0.0
   path, _, variant = spec.partition(":")
   if steps:  # a shorter run: the discriminator still starts at a third of it
-    variant = ",".join(v for v in (variant, f"steps={steps}", "start=" + str(steps // 3) if "adversarial=0"
-                                   not in variant else "") if v)
+    gan = "adversarial=0" not in variant.split(",")
+    variant = ",".join(v for v in (variant, f"steps={steps}", f"start={steps // 3}" if gan else "") if v)
   config = config_lib.load_config(os.path.join(ROOT, path) + (f":{variant}" if variant else ""))
   start = time.perf_counter()
   print(f"== {name}: {spec}", flush=True)
@@ -63,7 +68,8 @@ def train(name: str, spec: str, workdir: str, steps: int = 0) -> tuple[dict, flo
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
+  parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)} and of the "
+                      f"tuning rows {list(TUNING)}")
   parser.add_argument("--steps", type=int, default=0, help="train this many steps instead (a quicker, partial "
                       "comparison; its results go to <out>_<steps>steps)")
   parser.add_argument("--num_images", type=int, default=2000, help="training images reconstructed for the FD")
@@ -72,13 +78,13 @@ def main():
   if args.steps:
     args.out += f"_{args.steps}steps"
   names = [n for n in args.rows.split(",") if n]
-  unknown = [n for n in names if n not in ROWS]
+  unknown = [n for n in names if n not in ROWS and n not in TUNING]
   if unknown:
-    raise SystemExit(f"Unknown rows {unknown}; choose from {list(ROWS)}.")
+    raise SystemExit(f"Unknown rows {unknown}; choose from {list(ROWS) + list(TUNING)}.")
   test = data_lib.FashionMNIST("test").images[:8].astype(np.float32) / 255.0
   rows, strips = [], [test]
   for name in names:
-    label, spec = ROWS[name]
+    label, spec = {**ROWS, **TUNING}[name]
     metrics, minutes = train(name, spec, args.workdir, args.steps)
     minutes_file = os.path.join(args.workdir, name, "minutes.json")
     if not minutes and os.path.exists(minutes_file):

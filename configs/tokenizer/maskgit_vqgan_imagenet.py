@@ -42,7 +42,6 @@ def get_config(arg: str | None = None):
   c.optimizer.ema_decay = 0.999
   config_lib.parse_variant(arg, c, {
       "data": ("data.name", str), "steps": ("train.steps", int), "batch_size": ("data.batch_size", int)})
-  if c.data.name not in config_lib.DATA_SOURCES_256:
-    raise config_lib.ConfigError(f"data={c.data.name!r}: choose one of {config_lib.DATA_SOURCES_256}.")
+  config_lib.check_imagenet_source(c)
   c.lock()
   return c

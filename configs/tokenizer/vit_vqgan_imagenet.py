@@ -40,7 +40,6 @@ def get_config(arg: str | None = None):
   c.discriminator.optimizer.warmup_steps, c.discriminator.optimizer.end_learning_rate_factor = 0, 1.0
   config_lib.parse_variant(",".join(i for i in items if not i.startswith("size=")), c, {
       "data": ("data.name", str), "steps": ("train.steps", int), "batch_size": ("data.batch_size", int)})
-  if c.data.name not in config_lib.DATA_SOURCES_256:
-    raise config_lib.ConfigError(f"data={c.data.name!r}: choose one of {config_lib.DATA_SOURCES_256}.")
+  config_lib.check_imagenet_source(c)
   c.lock()
   return c

@@ -3,6 +3,8 @@ and GAN set-up). Each writes keys of an existing tokenizer config; none adds key
 
 import ml_collections
 
+from vqgen.config.schema import ConfigError
+
 DATA_SOURCES_256 = ("imagenet2012", "synthetic")  # the data= variant of the ImageNet recipes
 
 
@@ -37,6 +39,12 @@ def use_imagenet256(c: ml_collections.ConfigDict, source: str = "imagenet2012") 
   c.data.image_size, c.data.channels = 256, 3
   c.data.batch_size, c.data.eval_batch_size = 256, 128
   c.train.log_every, c.train.checkpoint_every, c.train.num_grid_images = 1000, 10_000, 8
+
+
+def check_imagenet_source(c: ml_collections.ConfigDict) -> None:
+  """Refuses a data= variant of the ImageNet recipes that is neither ImageNet nor synthetic images."""
+  if c.data.name not in DATA_SOURCES_256:
+    raise ConfigError(f"data={c.data.name!r}: choose one of {DATA_SOURCES_256}.")
 
 
 def use_imagenet_gan(c: ml_collections.ConfigDict) -> None:
