@@ -18,7 +18,7 @@ class TFDSSource:
       raise ImportError(f"Loading the TFDS dataset {name!r} needs tensorflow-datasets "
                         "(pip install -r requirements.txt).") from e
     try:
-      self._source = tfds.data_source(name, split=split, data_dir=data_dir)
+      self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)  # never downloads
     except Exception as e:  # TFDS raises several types for a missing or unprepared dataset.
       raise FileNotFoundError(
           f"TFDS dataset {name!r} split {split!r} is not prepared in data_dir={data_dir!r} ({e}). Prepare it "
