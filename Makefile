@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 WORKDIR ?= runs/demo
 PRIOR ?= maskgit
+TOKENIZER ?= fsq
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PY := $(VENV)/bin/python
 
@@ -31,7 +32,7 @@ data:
 	            "Install it by hand: apt-get install dataset-fashion-mnist"; exit 1; }
 
 demo: setup data
-	$(PY) -m vqgen.demo --workdir=$(WORKDIR) --prior=$(PRIOR)
+	$(PY) -m vqgen.demo --workdir=$(WORKDIR) --prior=$(PRIOR) --tokenizer=$(TOKENIZER)
 
 test: setup data
 	$(PY) -m pytest tests

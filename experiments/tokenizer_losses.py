@@ -7,8 +7,10 @@ Every row trains a Fashion-MNIST tokenizer at the demo tokenizer's compute (1500
 interrupted one resumes), then scores it: test PSNR / SSIM / codebook usage (the run's own evaluation) and the
 Frechet distance of the reconstructions of N training images against the test split on the sample-metric
 network (the blur-sensitive one: experiments/results/degradation_ladder.md), beside the real-vs-real floor.
-Writes experiments/results/tokenizer_losses.{md,json,png} (the PNG: the same test images reconstructed by each
-row).
+Then (unless --no-prior) the demo prior (configs/prior/maskgit_fashion_mnist.py) trains on the MSE-only conv
+tokenizer and on the row of lowest reconstruction FD, in <workdir>/prior_<row>, and their 1000 samples are scored
+on the same network. Writes experiments/results/tokenizer_losses.{md,json,png} (the PNG: the same test images
+reconstructed by each row) and tokenizer_losses_samples.png (two samples per class for each prior).
 """
 
 import argparse
@@ -30,6 +32,7 @@ from vqgen.stages.classifier import default_workdir, sample_scorer  # noqa: E402
 
 VQGAN = "configs/tokenizer/vqgan_fashion_mnist.py"
 VIT = "configs/tokenizer/vit_vqgan_fashion_mnist.py"
+PRIOR = "configs/prior/maskgit_fashion_mnist.py"  # the demo prior
 ROWS = {  # name: (label, config spec relative to the repository); the objective's pixel loss is L1
     "conv_mse": ("conv, MSE only", f"{VQGAN}:pixel=l2,perceptual=0,adversarial=0"),
     "conv_perceptual": ("conv, L1 + perceptual", f"{VQGAN}:adversarial=0"),
@@ -45,24 +48,54 @@ TUNING = {  # further rows of the 600-step tuning (experiments/results/tokenizer
 }
 
 
-def train(name: str, spec: str, workdir: str, steps: int = 0) -> tuple[dict, float]:
-  """(the run's metrics.json, minutes spent training now; 0 when it had finished before)."""
-  folder = os.path.join(workdir, name)
+def train(folder: str, spec: str) -> tuple[dict, float]:
+  """Runs the config `spec` (a path relative to the repository, then `:variant`) in `folder`, or reuses the run
+  that finished there before. Returns (its metrics.json, the minutes it took when it ran)."""
+  minutes_file = os.path.join(folder, "minutes.json")
   if os.path.exists(os.path.join(folder, "metrics.json")):
     with open(os.path.join(folder, "metrics.json")) as f:
-      return json.load(f), 0.0
-  path, _, variant = spec.partition(":")
-  if steps:  # a shorter run: the discriminator still starts at a third of it
-    gan = "adversarial=0" not in variant.split(",")
-    variant = ",".join(v for v in (variant, f"steps={steps}", f"start={steps // 3}" if gan else "") if v)
-  config = config_lib.load_config(os.path.join(ROOT, path) + (f":{variant}" if variant else ""))
+      metrics = json.load(f)
+    minutes = 0.0
+    if os.path.exists(minutes_file):
+      with open(minutes_file) as f:
+        minutes = json.load(f)["minutes"]
+    return metrics, minutes
+  print(f"== {os.path.basename(folder)}: {spec}", flush=True)
   start = time.perf_counter()
-  print(f"== {name}: {spec}", flush=True)
-  results = run(config, folder)
+  results = run(config_lib.load_config(os.path.join(ROOT, spec)), folder)
   minutes = (time.perf_counter() - start) / 60
-  with open(os.path.join(folder, "minutes.json"), "w") as f:
+  with open(minutes_file, "w") as f:
     json.dump({"minutes": minutes}, f)
   return results, minutes
+
+
+def with_steps(spec: str, steps: int) -> str:
+  """The tokenizer spec trained for `steps` instead (the discriminator still starts at a third of the run)."""
+  if not steps:
+    return spec
+  path, _, variant = spec.partition(":")
+  gan = "adversarial=0" not in variant.split(",")
+  return path + ":" + ",".join(v for v in (variant, f"steps={steps}", f"start={steps // 3}" if gan else "") if v)
+
+
+def compare_priors(rows: list, workdir: str, out: str) -> list:
+  """Trains the demo prior (PRIOR) on the MSE-only conv tokenizer and on the row of lowest reconstruction FD, each
+  in <workdir>/prior_<row>; returns their sample scores and writes <out>_samples.png (two samples per class,
+  one row per tokenizer)."""
+  best = min((r for r in rows if not r["row"].endswith("_mse")), key=lambda r: r["recon_fd"], default=None)
+  chosen = [r for r in rows if r["row"] == "conv_mse"] + ([best] if best else [])
+  results, strips = [], []
+  for r in chosen:
+    folder = os.path.join(workdir, "prior_" + r["row"])
+    metrics, minutes = train(folder, f"{PRIOR}:tokenizer={os.path.abspath(os.path.join(workdir, r['row']))}")
+    results.append({"row": r["row"], "label": r["label"], "minutes": minutes,
+                    **{k: metrics[k] for k in ("sample_fd", "real_fd_floor", "recon_fd", "precision", "recall",
+                                               "class_accuracy", "num_samples", "val_loss")}})
+    with np.load(os.path.join(folder, "samples.npz")) as f:
+      images, labels = f["images"], f["labels"]
+    strips.append(np.concatenate([images[labels == c][:2] for c in range(10)]))
+  images_lib.save_png(out + "_samples.png", images_lib.make_grid(np.concatenate(strips), rows=len(strips)), scale=3)
+  return results
 
 
 def main():
@@ -74,6 +107,9 @@ def main():
                       "comparison; its results go to <out>_<steps>steps)")
   parser.add_argument("--num_images", type=int, default=2000, help="training images reconstructed for the FD")
   parser.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "tokenizer_losses"))
+  parser.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
+                      help="then train the demo prior on the MSE-only conv tokenizer and on the row of lowest "
+                      "reconstruction FD, and compare their samples")
   args = parser.parse_args()
   if args.steps:
     args.out += f"_{args.steps}steps"
@@ -85,11 +121,7 @@ def main():
   rows, strips = [], [test]
   for name in names:
     label, spec = {**ROWS, **TUNING}[name]
-    metrics, minutes = train(name, spec, args.workdir, args.steps)
-    minutes_file = os.path.join(args.workdir, name, "minutes.json")
-    if not minutes and os.path.exists(minutes_file):
-      with open(minutes_file) as f:
-        minutes = json.load(f)["minutes"]
+    metrics, minutes = train(os.path.join(args.workdir, name), with_steps(spec, args.steps))
     _, tokenizer, _ = load_run(os.path.join(args.workdir, name), TokenizerStage)
     scorer = sample_scorer(tokenizer)
     floors = scorer.floors(args.num_images)
@@ -99,8 +131,9 @@ def main():
     strips.append(np.clip(np.asarray(tokenizer(test)[0]), 0, 1))
     print(f"{label}: PSNR {rows[-1]['psnr']:.2f} dB, recon FD {rows[-1]['recon_fd']:.2f}", flush=True)
 
+  priors = compare_priors(rows, args.workdir, args.out) if args.prior else []
   command = (f"python experiments/tokenizer_losses.py --workdir={args.workdir} --rows={args.rows}"
-             + (f" --steps={args.steps}" if args.steps else ""))
+             + (f" --steps={args.steps}" if args.steps else "") + ("" if args.prior else " --no-prior"))
   base = {r["row"][:r["row"].index("_")]: r for r in rows if r["row"].endswith("_mse")}
   title = f"{args.steps} steps (a partial run)" if args.steps else "the demo tokenizer's compute"
   lines = [f"# Tokenizer losses at {title}", "",
@@ -108,20 +141,36 @@ def main():
            f"FD: {args.num_images} training images reconstructed, against the 10k test split, on the sample-metric "
            f"network (`{os.path.relpath(default_workdir(), os.path.expanduser('~'))}` under ~; blur-sensitive: "
            "degradation_ladder.md). Minutes: training and evaluation on this machine.", "",
-           "| tokenizer | PSNR dB | SSIM | recon FD | FD / MSE-only | FD / real floor | usage | minutes |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "FD - floor is the part of the distance a tokenizer can still remove (the real floor: "
+           f"{args.num_images} training images against the same split); the ratios are the MSE-only row's of the "
+           "same backbone over this row's.", "",
+           "| tokenizer | PSNR dB | SSIM | recon FD | FD - floor | FD ratio | (FD - floor) ratio | usage | minutes |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for r in rows:
     ref = base.get(r["row"][:r["row"].index("_")])
-    ratio = f"{ref['recon_fd'] / r['recon_fd']:.2f}x lower" if ref and ref is not r else ""
-    lines.append(f"| {r['label']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['recon_fd']:.2f} | {ratio} | "
-                 f"{r['recon_fd'] / r['real_fd_floor']:.1f}x | {100 * r['usage']:.0f}% | {r['minutes']:.1f} |")
+    excess = r["recon_fd"] - r["real_fd_floor"]
+    ratios = (f"{ref['recon_fd'] / r['recon_fd']:.2f}x lower | "
+              f"{(ref['recon_fd'] - ref['real_fd_floor']) / excess:.2f}x lower" if ref and ref is not r else " | ")
+    lines.append(f"| {r['label']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['recon_fd']:.2f} | {excess:.2f} | "
+                 f"{ratios} | {100 * r['usage']:.0f}% | {r['minutes']:.1f} |")
   lines += ["", f"![test images, then each row's reconstructions]({os.path.basename(args.out)}.png)", "",
             "Rows of the PNG: the test images, then " + ", ".join(r["label"] for r in rows) + "."]
+  if priors:
+    lines += ["", f"## The demo prior ({PRIOR}) on two of these tokenizers", "",
+              f"{priors[0]['num_samples']} class-balanced samples against the test split, same network; real floor "
+              f"{priors[0]['real_fd_floor']:.2f}. Minutes: prior training, sampling and scoring.", "",
+              "| tokenizer | sample FD | FD ratio | precision | recall | class accuracy | recon FD (same N) | minutes |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in priors:
+      ratio = f"{priors[0]['sample_fd'] / p['sample_fd']:.2f}x lower" if p is not priors[0] else ""
+      lines.append(f"| {p['label']} | {p['sample_fd']:.2f} | {ratio} | {p['precision']:.3f} | {p['recall']:.3f} | "
+                   f"{100 * p['class_accuracy']:.1f}% | {p['recon_fd']:.2f} | {p['minutes']:.1f} |")
+    lines += ["", f"![two samples per class, one row per tokenizer]({os.path.basename(args.out)}_samples.png)"]
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
   with open(args.out + ".json", "w") as f:
-    json.dump({"command": command, "num_images": args.num_images, "rows": rows}, f, indent=2)
+    json.dump({"command": command, "num_images": args.num_images, "rows": rows, "priors": priors}, f, indent=2)
   images_lib.save_png(args.out + ".png", images_lib.make_grid(np.concatenate(strips), rows=len(strips)), scale=3)
   print("\n".join(lines))
 
