@@ -1,7 +1,8 @@
 """Every tokenizer config in configs/ trains a few steps with tiny overrides, end to end through vqgen.stages.run
-on the 8 simulated devices (prior configs and the classifier: tests/test_prior_stage.py). The ImageNet-256
-recipes run on synthetic 256x256x3 images at tiny width and without their perceptual term: VGG16 at 256 px
-alone costs minutes on a 2-core CPU. The stage's LPIPS-VGG16 path on RGB images is tested at 32 px
+on the 8 simulated devices (prior configs and the classifier: tests/test_prior_stage.py, tests/test_cifar10.py).
+The ImageNet-256 and CIFAR-10 recipes run on synthetic images of their shape (256x256x3, 32x32x3) at tiny width
+and without their perceptual term: VGG16 at 256 px alone costs minutes on a 2-core CPU. The stage's LPIPS-VGG16
+path on RGB images is tested at 32 px
 (tests/test_vqgan.py::test_lpips_vgg16_perceptual_term_of_the_stage_on_rgb_images)."""
 
 import glob
@@ -21,12 +22,14 @@ TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_smoke(path, tmp_path, perceptual_workdir, lpips_npz):
   flags, default = list(TINY), load(path)
-  if default.data.image_size == 256:  # ImageNet: synthetic images, one per device
+  synthetic = default.data.name not in ("fashion_mnist", "synthetic")  # ImageNet, CIFAR-10: not on this machine
+  if synthetic:
     path += ":data=synthetic"
+    flags.append("--config.loss.perceptual_weight=0")
+  if default.data.image_size == 256:  # one image per device
     flags += ["--config.data.batch_size=8", "--config.data.eval_batch_size=8", "--config.data.eval_limit=16",
-              "--config.discriminator.stylegan_channels=(8, 8, 8, 8, 8, 8, 8)", "--config.model.vit_heads=4",
-              "--config.loss.perceptual_weight=0"]
-  elif default.loss.perceptual_weight > 0:  # the session's perceptual network or weights, never the user's cache
+              "--config.discriminator.stylegan_channels=(8, 8, 8, 8, 8, 8, 8)", "--config.model.vit_heads=4"]
+  elif default.loss.perceptual_weight > 0 and not synthetic:  # the session's network or weights, not the user's
     flags.append("--config.loss.perceptual_weights="
                  + (lpips_npz if default.loss.perceptual_network == "lpips_vgg16" else perceptual_workdir))
   if default.model.name == "vit":

@@ -2,11 +2,14 @@
 
 import gzip
 
+import jax
 import numpy as np
 import pytest
 
 from vqgen.data import FashionMNIST, SyntheticImages, TFDSSource, eval_batches, make_source, train_dataset
 from vqgen.data.fashion_mnist import read_idx
+from vqgen.stages.image_data import ImageStage
+from vqgen.train import sharding as sharding_lib
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +144,39 @@ def test_synthetic_images_are_deterministic_smooth_and_of_the_asked_shape():
   with pytest.raises(ValueError, match="image_size and channels"):
     make_source("synthetic", "train")
   assert make_source("synthetic", "test", image_size=8, channels=1)[0]["image"].shape == (8, 8, 1)
+
+
+def test_random_flip_mirrors_training_images_deterministically_and_resumes_exactly():
+  source = SyntheticImages("train", image_size=8, channels=3)
+  kwargs = dict(batch_size=16, seed=0, image_size=8)
+  plain = take(iter(train_dataset(source, **kwargs)), 4)
+  flipped = take(iter(train_dataset(source, **kwargs, random_flip=True)), 4)
+  mirrored = []
+  for a, b in zip(plain, flipped):
+    np.testing.assert_array_equal(a["label"], b["label"])  # the same records in the same order
+    same = np.all(a["image"] == b["image"], axis=(1, 2, 3))
+    mirror = np.all(a["image"][:, :, ::-1] == b["image"], axis=(1, 2, 3))
+    assert np.all(same | mirror) and not np.any(same & mirror)  # each image as it is or mirrored left-right
+    mirrored.append(mirror)
+  assert 0.3 < np.mean(mirrored) < 0.7
+  for a, b in zip(flipped, take(iter(train_dataset(source, **kwargs, random_flip=True)), 4)):
+    np.testing.assert_array_equal(a["image"], b["image"])  # deterministic for a seed
+  it = iter(train_dataset(source, **kwargs, random_flip=True))
+  take(it, 2)
+  resumed = iter(train_dataset(source, **kwargs, random_flip=True))
+  resumed.set_state(it.get_state())
+  for a, b in zip(take(resumed, 2), flipped[2:]):
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_random_flip_is_a_training_option_of_the_stage_only(tiny):
+  """config.data.random_flip flips the tokenizer's training stream, never its eval split."""
+  common = {"data.name": "synthetic", "data.image_size": 8, "data.channels": 3}
+  assert tiny(**common).data.random_flip is False
+  plain, flipping = ImageStage(tiny(**common)), ImageStage(tiny(**common, **{"data.random_flip": True}))
+  a, b = (next(iter(s.train_dataset(16, 0, 1)))["image"] for s in (plain, flipping))
+  assert not np.array_equal(a, b)
+  assert np.all(np.all(a == b, axis=(1, 2, 3)) | np.all(a[:, :, ::-1] == b, axis=(1, 2, 3)))
+  mesh = sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+  for x, y in zip(plain.eval_batches(mesh), flipping.eval_batches(mesh)):
+    np.testing.assert_array_equal(x["image"], y["image"])

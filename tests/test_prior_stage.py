@@ -20,7 +20,8 @@ from vqgen.stages.generate import Generator, balanced_labels
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.step import build_training
 
-PRIOR_CONFIGS = [p for p in CONFIG_FILES if "/prior/" in p]
+# The Fashion-MNIST priors (over this module's 28x28 tokenizer); the CIFAR-10 ones: tests/test_cifar10.py.
+PRIOR_CONFIGS = [p for p in CONFIG_FILES if "/prior/" in p and p.endswith("_fashion_mnist.py")]
 PRIOR_TINY = ["--config.network.width=32", "--config.network.depth=1", "--config.network.heads=2",
               "--config.data.batch_size=16", "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
               "--config.train.steps=2", "--config.train.log_every=1", "--config.train.checkpoint_every=2",

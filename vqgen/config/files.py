@@ -12,9 +12,10 @@ from vqgen.config.schema import ConfigError, classifier_config, prior_config, to
 SCHEMAS = {"tokenizer": tokenizer_config, "prior": prior_config, "classifier": classifier_config}
 
 
-# Each prior family's Fashion-MNIST config file: configs/prior/<file>_fashion_mnist.py (`make demo PRIOR=...`).
+# Each prior family's config file: configs/prior/<file>_<dataset>.py (`make demo PRIOR=...` uses Fashion-MNIST's).
 PRIOR_CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
                  "uniform_diffusion": "uniform_diffusion"}
+PRIOR_DATASETS = ("fashion_mnist", "cifar10")
 
 
 def configs_dir() -> str:
@@ -26,9 +27,11 @@ def configs_dir() -> str:
   return path
 
 
-def prior_config_path(name: str, variant: str = "") -> str:
-  """The config spec (file[:variant]) of a prior family on Fashion-MNIST codes."""
-  path = os.path.join(configs_dir(), "prior", f"{PRIOR_CONFIGS[name]}_fashion_mnist.py")
+def prior_config_path(name: str, variant: str = "", dataset: str = "fashion_mnist") -> str:
+  """The config spec (file[:variant]) of a prior family on the codes of a dataset's tokenizer (PRIOR_DATASETS)."""
+  if dataset not in PRIOR_DATASETS:
+    raise ConfigError(f"No prior configs for dataset {dataset!r}; choose one of {PRIOR_DATASETS}.")
+  path = os.path.join(configs_dir(), "prior", f"{PRIOR_CONFIGS[name]}_{dataset}.py")
   return f"{path}:{variant}" if variant else path
 
 

@@ -1,11 +1,12 @@
 """Recipes: groups of settings that config files share (the VQGAN objective on Fashion-MNIST, ImageNet-256's data
-and GAN set-up). Each writes keys of an existing tokenizer config; none adds keys."""
+and GAN set-up, CIFAR-10's data, objective and priors). Each writes keys of an existing config; none adds keys."""
 
 import ml_collections
 
 from vqgen.config.schema import ConfigError
 
 DATA_SOURCES_256 = ("imagenet2012", "synthetic")  # the data= variant of the ImageNet recipes
+DATA_SOURCES_CIFAR10 = ("cifar10", "synthetic")   # the data= variant of configs/tokenizer/vqgan_cifar10.py
 
 
 def use_vqgan_objective(c: ml_collections.ConfigDict, steps: int = 1500) -> None:
@@ -43,8 +44,12 @@ def use_imagenet256(c: ml_collections.ConfigDict, source: str = "imagenet2012") 
 
 def check_imagenet_source(c: ml_collections.ConfigDict) -> None:
   """Refuses a data= variant of the ImageNet recipes that is neither ImageNet nor synthetic images."""
-  if c.data.name not in DATA_SOURCES_256:
-    raise ConfigError(f"data={c.data.name!r}: choose one of {DATA_SOURCES_256}.")
+  _check_source(c, DATA_SOURCES_256)
+
+
+def _check_source(c: ml_collections.ConfigDict, choices: tuple) -> None:
+  if c.data.name not in choices:
+    raise ConfigError(f"data={c.data.name!r}: choose one of {choices}.")
 
 
 def use_imagenet_gan(c: ml_collections.ConfigDict) -> None:
@@ -61,3 +66,60 @@ def use_imagenet_gan(c: ml_collections.ConfigDict) -> None:
   c.loss.discriminator_start = 0
   c.discriminator.name = "stylegan"
   c.discriminator.stylegan_channels = (64, 128, 256, 512, 512, 512, 512)
+
+
+def use_cifar10(c: ml_collections.ConfigDict, source: str = "cifar10") -> None:
+  """CIFAR-10 at 32x32x3 (TFDS `cifar10`, prepared locally: 50k train / 10k test images, 10 classes; docs/cifar10.md)
+  with random horizontal flips of the training images, batch 128; or `synthetic` images of the same shape
+  (data/synthetic.py) to smoke-test or benchmark without the data."""
+  c.data.name = source
+  c.data.train_split, c.data.eval_split = "train", "test"
+  c.data.image_size, c.data.channels = 32, 3
+  c.data.batch_size, c.data.eval_batch_size = 128, 500
+  c.data.random_flip = True
+  c.train.log_every, c.train.checkpoint_every, c.train.num_grid_images = 500, 5000, 16
+
+
+def check_cifar10_source(c: ml_collections.ConfigDict) -> None:
+  """Refuses a data= variant of the CIFAR-10 tokenizer that is neither CIFAR-10 nor synthetic images."""
+  _check_source(c, DATA_SOURCES_CIFAR10)
+
+
+def use_cifar10_vqgan_objective(c: ml_collections.ConfigDict, steps: int) -> None:
+  """The VQGAN objective of use_vqgan_objective (L1 pixel loss, hinge PatchGAN at 0.1 with VQGAN's adaptive weight
+  and LeCam 0.001, the discriminator from a third of `steps`) on RGB: the perceptual term is standard LPIPS (VGG16,
+  weights from local files in loss.perceptual_weights; refused by validation until given) at VQGAN's weight 1.0,
+  and the PatchGAN is 64 channels wide with 2 stride-2 layers (8x8 patches of a 32 px image). Adam (0.5, 0.9),
+  as VQGAN, for both networks at 2e-4 on a cosine to a tenth (the tokenizer after 1000 warmup steps); EMA 0.999
+  of the tokenizer."""
+  use_vqgan_objective(c, steps=steps)
+  c.loss.perceptual_network = "lpips_vgg16"
+  c.loss.perceptual_weight = 1.0
+  c.discriminator.channels = 64
+  c.discriminator.num_layers = 2
+  for o in (c.optimizer, c.discriminator.optimizer):
+    o.learning_rate, o.b1, o.b2, o.end_learning_rate_factor = 2e-4, 0.5, 0.9, 0.1
+  c.optimizer.warmup_steps = 1000
+  c.optimizer.ema_decay = 0.999
+
+
+def use_cifar10_prior(c: ml_collections.ConfigDict) -> None:
+  """The settings configs/prior/*_cifar10.py share: class-conditional (10 classes, 10% class dropout) over the 8x8
+  codes of configs/tokenizer/vqgan_cifar10.py, a transformer of width 512, depth 8, 8 heads (30M parameters with a
+  4375-code vocabulary; 11 GFLOP per sequence forward and backward) with dropout 0.1 (50k training images: the
+  network would overfit without), batch 256 for 100k steps (512 epochs), AdamW 4e-4 (beta2 0.98, weight decay 0.05)
+  after 5000 warmup steps, cosine to 2%, EMA 0.9999 of the parameters for evaluation. Evaluation: the validation
+  likelihood over the whole test split, 10k class-balanced samples (samples.npz); the in-domain sample metrics are
+  Fashion-MNIST's, so they are off: FID is `python -m vqgen.evaluate --features=inception --reference=cifar10:train`
+  (docs/cifar10.md)."""
+  c.prior.num_classes = 10
+  c.prior.class_dropout = 0.1
+  c.network.width, c.network.depth, c.network.heads, c.network.mlp_ratio = 512, 8, 8, 4
+  c.network.dropout = 0.1
+  c.data.batch_size, c.data.eval_batch_size, c.data.eval_limit = 256, 500, 0
+  c.train.steps, c.train.log_every, c.train.checkpoint_every = 100_000, 500, 5000
+  c.optimizer.learning_rate, c.optimizer.b2, c.optimizer.weight_decay = 4e-4, 0.98, 0.05
+  c.optimizer.warmup_steps, c.optimizer.end_learning_rate_factor = 5000, 0.02
+  c.optimizer.ema_decay = 0.9999
+  c.sampling.num_samples, c.sampling.batch_size = 10_000, 500
+  c.evaluation.metrics = False

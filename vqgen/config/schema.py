@@ -38,6 +38,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 128         # global, across all processes and devices
   c.data.eval_batch_size = 500    # global
   c.data.eval_limit = 0           # 0 = the whole eval split
+  c.data.random_flip = False      # mirror training images left-right with probability 1/2 (never the eval split)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "conv"                    # conv (tokenizers/conv.py) | vit (tokenizers/vit.py, ViT-VQGAN)

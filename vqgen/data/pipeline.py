@@ -47,16 +47,29 @@ class _Resize(grain.transforms.Map):
             "label": np.int32(record["label"])}
 
 
+class _RandomFlip(grain.transforms.RandomMap):
+  """Mirrors each image of a uint8 batch left-right with probability 1/2 (the training stream's augmentation).
+
+  Grain seeds the generator from the pipeline's seed and the batch's index, so the flips are deterministic for a
+  seed and a resumed iterator draws the same ones."""
+
+  def random_map(self, batch, rng: np.random.Generator):
+    images = np.asarray(batch["image"])
+    flip = rng.random(len(images)) < 0.5
+    return {**batch, "image": np.where(flip[:, None, None, None], images[:, :, ::-1], images)}
+
+
 def to_float(batch: dict) -> dict:
   """A batch's uint8 images to float32 in [0, 1] (done per batch: vectorised)."""
   return {**batch, "image": np.asarray(batch["image"], np.float32) / 255.0}
 
 
 def train_dataset(source, *, batch_size: int, seed: int, image_size: int | None,
-                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+                  process_index: int = 0, process_count: int = 1, random_flip: bool = False) -> grain.IterDataset:
   """Infinite stream of per-process batches {'image': [b, H, W, C] float32, 'label': [b] int32}.
 
-  With image_size=None records are batched as they are (e.g. stage-2 codes: {'codes', 'label'}).
+  With image_size=None records are batched as they are (e.g. stage-2 codes: {'codes', 'label'}). `random_flip`
+  mirrors each image left-right with probability 1/2 (config.data.random_flip; evaluation never flips).
 
   Each process reads a disjoint slice of the source (records process_index::process_count), reshuffled every
   epoch from `seed`. Iterate with `iter(ds)`; the iterator's state (get_state/set_state) is what checkpoints save.
@@ -69,6 +82,10 @@ def train_dataset(source, *, batch_size: int, seed: int, image_size: int | None,
   if image_size is not None:
     ds = ds.map(_Resize(image_size))
   ds = ds.batch(batch_size, drop_remainder=True)
+  if random_flip:
+    if image_size is None:
+      raise ValueError("random_flip applies to images: it needs image_size.")
+    ds = ds.random_map(_RandomFlip(), seed=int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0]))
   if image_size is not None:
     ds = ds.map(to_float)
   # Records are read on the main thread: cheaper than thread pools for small images on a 2-core machine.

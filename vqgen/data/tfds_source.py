@@ -20,9 +20,15 @@ class TFDSSource:
     try:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)  # never downloads
     except Exception as e:  # TFDS raises several types for a missing or unprepared dataset.
+      default = getattr(getattr(tfds.core, "constants", None), "DATA_DIR", "~/tensorflow_datasets")
+      where = data_dir or f"{default} (TFDS's default; config.data.data_dir was empty)"
+      target = data_dir or default
       raise FileNotFoundError(
-          f"TFDS dataset {name!r} split {split!r} is not prepared in data_dir={data_dir!r} ({e}). Prepare it "
-          f"once with `tfds build {name} --file_format=array_record --data_dir=...`.") from e
+          f"TFDS dataset {name!r} split {split!r} is not prepared in data_dir={where} ({e}). vqgen never downloads: "
+          f"prepare it once, on a machine with network, with `tfds build {name} --file_format=array_record "
+          f"--data_dir={target}` (or python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
+          f"data_dir='{target}').download_and_prepare(file_format='array_record')\") and copy that data_dir "
+          "to this machine.") from e
     self.name, self.split = name, split
     self._image_key, self._label_key = image_key, label_key
 

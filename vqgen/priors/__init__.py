@@ -1,6 +1,8 @@
 """Priors over tokenizer codes: MaskGIT, autoregressive, masked and uniform diffusion on one transformer backbone.
 
 `PRIORS` maps each family's name to its class; every class takes a `PriorNetwork` and plain keyword arguments.
+A class's `LIKELIHOOD` says what its `bits_per_token` metric is: "exact" (autoregressive), "bound" (the diffusion
+ELBOs) or None (MaskGIT: its loss is no likelihood, and it reports no bits per token).
 This package imports nothing else of vqgen.
 """
 

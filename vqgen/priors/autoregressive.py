@@ -17,6 +17,8 @@ from vqgen.priors.sampling import guidance_scale_at, guided_logits, sample_digit
 
 
 class Autoregressive(nnx.Module):
+  # `bits_per_token` is the exact negative log-likelihood of the codes given the class (chain rule).
+  LIKELIHOOD = "exact"
 
   def __init__(self, network: PriorNetwork, *, label_smoothing: float = 0.0):
     if network.time_conditioning:

@@ -36,6 +36,9 @@ def time_grid(steps: int, kind: str = "uniform") -> jax.Array:
 
 
 class MaskedDiffusion(nnx.Module):
+  # `bits_per_token` is the negative ELBO: an upper bound on the codes' negative log-likelihood given the class
+  # (up to the eps-sized terms above), estimated with one t per sequence.
+  LIKELIHOOD = "bound"
 
   def __init__(self, network: PriorNetwork, *, schedule: str = "linear", exponent: float = 2.0,
                eps: float = 1e-4):

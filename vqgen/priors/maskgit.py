@@ -26,6 +26,10 @@ def rank(x: jax.Array) -> jax.Array:
 
 
 class MaskGIT(nnx.Module):
+  # The loss averages cross-entropies of masked codes given the others, weighted per masked token rather than as
+  # masked diffusion's ELBO weighs them: no likelihood of the codes nor a bound on one, so the prior stage reports
+  # no bits per token or per dimension for it.
+  LIKELIHOOD = None
 
   def __init__(self, network: PriorNetwork, *, mask_schedule: str = "cosine", min_mask_ratio: float = 0.0,
                label_smoothing: float = 0.1):

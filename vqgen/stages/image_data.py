@@ -20,8 +20,10 @@ class ImageStage:
   def train_dataset(self, batch_size: int, process_index: int, process_count: int):
     d = self.config.data
     source = data_source(d, d.train_split)
+    # data.random_flip is a tokenizer key; the classifier flips inside its loss (model.flip).
     return data_lib.train_dataset(source, batch_size=batch_size, seed=self.config.seed, image_size=d.image_size,
-                                  process_index=process_index, process_count=process_count)
+                                  process_index=process_index, process_count=process_count,
+                                  random_flip=d.get("random_flip", False))
 
   def check_data(self) -> None:
     d = self.config.data

@@ -32,6 +32,14 @@ class ArraySource:
     return {"codes": self.codes[i], "label": self.labels[i]}
 
 
+def bits_per_dim(bits_per_token: float, num_tokens: int, num_dims: int) -> float:
+  """The codes' negative log-likelihood per pixel dimension: bits per token x tokens per image / (H x W x C).
+
+  It is the rate of the codes, spread over the pixels they stand for: comparable between priors over the same
+  tokenizer, but not with a pixel-space likelihood (the tokenizer's reconstruction error is not in it)."""
+  return bits_per_token * num_tokens / num_dims
+
+
 class PriorStage:
   NAME = "prior"
 
@@ -43,6 +51,9 @@ class PriorStage:
     self.code_shape = self.train_codes["codes"].shape[1:]
     h, w = self.code_shape[:2]
     self.grid = (h, w * int(np.prod(self.code_shape[2:], dtype=int)))  # composite levels extend each row
+    self.num_tokens = int(np.prod(self.code_shape))
+    d = self.tokenizer_config.data
+    self.num_dims = d.image_size * d.image_size * d.channels  # the pixel dimensions one code sequence stands for
 
   def codes(self, split: str) -> dict:
     """Cached codes of a split, checked against the vocabulary and the configured number of classes."""
@@ -70,7 +81,8 @@ class PriorStage:
 
   def validation_loss(self, model, mesh) -> dict:
     """The training objective on the eval split's codes (no label or network dropout, a fixed key); each
-    process feeds its rows of every global batch."""
+    process feeds its rows of every global batch. A prior whose `bits_per_token` is a likelihood of the codes or a
+    bound on it (`LIKELIHOOD`: autoregressive, diffusion) also gets `val_bits_per_dim`; MaskGIT does not."""
     c = self.config
     test = self.codes(self.tokenizer_config.data.eval_split)
     n = len(test["codes"]) if not c.data.eval_limit else min(c.data.eval_limit, len(test["codes"]))
@@ -91,14 +103,18 @@ class PriorStage:
       for k, v in {"loss": loss, **metrics}.items():
         totals[k] = totals.get(k, 0.0) + float(v)
       count += 1
-    return {f"val_{k}": v / count for k, v in totals.items()}
+    results = {f"val_{k}": v / count for k, v in totals.items()}
+    if model.LIKELIHOOD:
+      results["val_bits_per_dim"] = bits_per_dim(results["val_bits_per_token"], self.num_tokens, self.num_dims)
+    return results
 
   def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
     """Validation loss, then `sampling.num_samples` class-balanced samples decoded by the tokenizer
     (samples.npz / samples.png) and, with evaluation.metrics, their scores (evaluation/samples.py)."""
     c = self.config
     model = make_model()
-    results = {"step": step, **self.validation_loss(model, mesh)}
+    # likelihood: what val_bits_per_token / val_bits_per_dim are (exact | bound), or none (MaskGIT reports neither).
+    results = {"step": step, **self.validation_loss(model, mesh), "likelihood": model.LIKELIHOOD or "none"}
     generator = Generator(model, self.tokenizer, self.code_shape, build.sampler_kwargs(c))
     labels = balanced_labels(c.sampling.num_samples, c.prior.num_classes)
     if not c.prior.num_classes:
