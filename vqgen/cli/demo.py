@@ -1,13 +1,14 @@
 """The embedded default, end to end (`make demo`): `python -m vqgen.demo --workdir=DIR`.
 
 Stage 1 trains the FSQ tokenizer of configs/demo.py (or, with --tokenizer=vqgan, the same network with the VQGAN
-objective of configs/tokenizer/vqgan_fashion_mnist.py: sharper, about twice the time) in DIR/tokenizer; stage 2
-trains the class-conditional MaskGIT of configs/prior/maskgit_fashion_mnist.py (or, with --prior, another family's
-config file of the same network and about the same compute) over its codes in DIR/prior, draws 1000
-class-balanced samples and scores them (in-domain Frechet distance, precision/recall, class accuracy, beside the
-real-vs-real floor and the tokenizer's reconstruction distance). DIR/samples.npz, DIR/samples.png (one row per class) and
-DIR/metrics.json (both stages) are the results. Each stage resumes from its checkpoints when run again. The
-console shows progress and results; the libraries' log lines go to DIR/log.txt.
+objective of configs/tokenizer/vqgan_fashion_mnist.py: more texture, not a better FD, see
+experiments/results/tokenizer_losses.md) in DIR/tokenizer; stage 2 trains the class-conditional MaskGIT of
+configs/prior/maskgit_fashion_mnist.py (or, with --prior, another family's config file of the same network and
+about the same compute) over its codes in DIR/prior, draws 1000 class-balanced samples and scores them
+(in-domain Frechet distance, precision/recall, class accuracy, beside the real-vs-real floor and the tokenizer's
+reconstruction distance). DIR/samples.npz, DIR/samples.png (one row per class) and DIR/metrics.json (both
+stages) are the results. Each stage resumes from its checkpoints when run again. The console shows progress and
+results; the libraries' log lines go to DIR/log.txt.
 """
 
 import json

@@ -26,19 +26,27 @@ class SampleError(ValueError):
   """Sample arrays that cannot be scored; the message says what was expected."""
 
 
+def check_images(images, hint: str = "better >= 1000") -> None:
+  """Raises SampleError unless `images` are float [N >= 2, H, W, 1 or 3] in [0, 1]."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise SampleError(f"images have shape {list(images.shape)}; expected [N, H, W, 1 or 3] (NHWC).")
+  if not np.issubdtype(images.dtype, np.floating):
+    raise SampleError(f"images are {images.dtype}; expected floats in [0, 1] (divide uint8 pixels by 255).")
+  if len(images) < 2:
+    raise SampleError(f"{len(images)} image(s): the metrics need at least 2 (a covariance), {hint}.")
+  lo, hi = float(np.min(images)), float(np.max(images))
+  if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+    raise SampleError(f"image values span [{lo:.4g}, {hi:.4g}]; expected [0, 1] (pixels / 255).")
+
+
 def check_samples(images, labels=None, num_classes: int = 10) -> None:
   """Raises SampleError unless `images` are float [N >= 2, 28, 28, 1] in [0, 1] and `labels` (if given) N ints in
   [0, num_classes)."""
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
     raise SampleError(f"images have shape {list(images.shape)}; expected [N, 28, 28, 1] (NHWC Fashion-MNIST).")
-  if not np.issubdtype(images.dtype, np.floating):
-    raise SampleError(f"images are {images.dtype}; expected floats in [0, 1] (divide uint8 pixels by 255).")
-  if len(images) < 2:
-    raise SampleError(f"{len(images)} image(s): the metrics need at least 2 (a covariance), better >= 1000.")
-  lo, hi = float(np.min(images)), float(np.max(images))
-  if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
-    raise SampleError(f"image values span [{lo:.4g}, {hi:.4g}]; expected [0, 1] (pixels / 255).")
+  check_images(images)
   if labels is not None:
     labels = np.asarray(labels)
     if labels.shape != (len(images),):

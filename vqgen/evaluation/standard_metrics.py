@@ -25,23 +25,14 @@ from flax import nnx
 
 from vqgen.evaluation.frechet import frechet_distance_to_statistics, precision_recall
 from vqgen.evaluation.inception_layout import DEFAULT_PATH, FEATURE_DIM, WEIGHTS_URL
-from vqgen.evaluation.samples import SampleError
+from vqgen.evaluation.samples import SampleError, check_images as _check_images
 
 IS_SPLITS = 10   # the split count of OpenAI's code and of published Inception Scores
 
 
 def check_images(images) -> None:
-  """Raises SampleError unless `images` are float [N >= 2, H, W, 1 or 3] in [0, 1]."""
-  images = np.asarray(images)
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise SampleError(f"images have shape {list(images.shape)}; expected [N, H, W, 1 or 3] (NHWC).")
-  if not np.issubdtype(images.dtype, np.floating):
-    raise SampleError(f"images are {images.dtype}; expected floats in [0, 1] (divide uint8 pixels by 255).")
-  if len(images) < 2:
-    raise SampleError(f"{len(images)} image(s): the metrics need at least 2 (a covariance); papers use 50,000.")
-  lo, hi = float(np.min(images)), float(np.max(images))
-  if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
-    raise SampleError(f"image values span [{lo:.4g}, {hi:.4g}]; expected [0, 1] (pixels / 255).")
+  """samples.check_images with the paper-scale hint."""
+  _check_images(images, hint="papers use 50,000")
 
 
 @nnx.jit
