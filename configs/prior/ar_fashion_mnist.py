@@ -10,9 +10,7 @@ from vqgen import config as config_lib
 
 def get_config(arg: str | None = None):
   c = config_lib.prior_config()
-  c.prior.name = "autoregressive"
-  c.prior.label_smoothing = 0.0
-  config_lib.parse_variant(arg, c, {**config_lib.PRIOR_VARIANTS, "top_k": ("sampling.top_k", int),
-                                    "top_p": ("sampling.top_p", float)})
+  variants = config_lib.use_prior_family(c, "autoregressive")
+  config_lib.parse_variant(arg, c, variants)
   c.lock()
   return c

@@ -16,12 +16,7 @@ from vqgen import config as config_lib
 def get_config(arg: str | None = None):
   c = config_lib.prior_config()
   config_lib.use_cifar10_prior(c)
-  c.prior.name = "diffusion"
-  c.prior.label_smoothing = 0.0
-  c.sampling.steps = 32
-  config_lib.parse_variant(arg, c, {**config_lib.PRIOR_VARIANTS,
-                                    "schedule": ("prior.diffusion_schedule", str),
-                                    "grid": ("sampling.grid", str),
-                                    "time_conditioning": ("prior.time_conditioning", config_lib.boolean)})
+  variants = config_lib.use_prior_family(c, "diffusion")
+  config_lib.parse_variant(arg, c, variants)
   c.lock()
   return c

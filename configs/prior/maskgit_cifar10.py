@@ -16,11 +16,7 @@ from vqgen import config as config_lib
 def get_config(arg: str | None = None):
   c = config_lib.prior_config()
   config_lib.use_cifar10_prior(c)
-  c.prior.name = "maskgit"
-  c.network.positions = "2d"
-  c.sampling.guidance_scale = 3.0
-  c.sampling.guidance_schedule = "linear"
-  config_lib.parse_variant(arg, c, {**config_lib.PRIOR_VARIANTS,
-                                    "mask_schedule": ("prior.mask_schedule", str)})
+  variants = config_lib.use_prior_family(c, "maskgit")
+  config_lib.parse_variant(arg, c, variants)
   c.lock()
   return c

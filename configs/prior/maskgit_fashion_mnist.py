@@ -14,13 +14,9 @@ from vqgen import config as config_lib
 
 def get_config(arg: str | None = None):
   c = config_lib.prior_config()
-  c.prior.name = "maskgit"
+  variants = config_lib.use_prior_family(c, "maskgit")
   c.data.batch_size = 32
   c.train.steps = 4800
-  c.network.positions = "2d"
-  c.sampling.guidance_scale = 3.0
-  c.sampling.guidance_schedule = "linear"
-  config_lib.parse_variant(arg, c, {**config_lib.PRIOR_VARIANTS,
-                                    "mask_schedule": ("prior.mask_schedule", str)})
+  config_lib.parse_variant(arg, c, variants)
   c.lock()
   return c

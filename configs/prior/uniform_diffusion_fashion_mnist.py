@@ -11,13 +11,7 @@ from vqgen import config as config_lib
 
 def get_config(arg: str | None = None):
   c = config_lib.prior_config()
-  c.prior.name = "uniform_diffusion"
-  c.prior.label_smoothing = 0.0
-  c.prior.diffusion_schedule = "cosine"
-  c.prior.time_conditioning = True
-  c.sampling.steps = 32
-  config_lib.parse_variant(arg, c, {**config_lib.PRIOR_VARIANTS,
-                                    "schedule": ("prior.diffusion_schedule", str),
-                                    "grid": ("sampling.grid", str)})
+  variants = config_lib.use_prior_family(c, "uniform_diffusion")
+  config_lib.parse_variant(arg, c, variants)
   c.lock()
   return c

@@ -4,6 +4,7 @@ and GAN set-up, CIFAR-10's data, objective and priors). Each writes keys of an e
 import ml_collections
 
 from vqgen.config.schema import ConfigError
+from vqgen.config.variants import PRIOR_VARIANTS, boolean
 
 DATA_SOURCES_256 = ("imagenet2012", "synthetic")  # the data= variant of the ImageNet recipes
 DATA_SOURCES_CIFAR10 = ("cifar10", "synthetic")   # the data= variant of configs/tokenizer/vqgan_cifar10.py
@@ -101,6 +102,34 @@ def use_cifar10_vqgan_objective(c: ml_collections.ConfigDict, steps: int) -> Non
     o.learning_rate, o.b1, o.b2, o.end_learning_rate_factor = 2e-4, 0.5, 0.9, 0.1
   c.optimizer.warmup_steps = 1000
   c.optimizer.ema_decay = 0.999
+
+
+def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
+  """The settings of a prior family that are the same on every dataset (configs/prior/<family>_<dataset>.py) and
+  its variant table (PRIOR_VARIANTS and the family's own keys):
+    maskgit            fixed 2-D positions, guidance ramped linearly to 3 (docs/results.md, "Guidance annealing")
+    autoregressive     no label smoothing; variants top_k, top_p
+    diffusion          MD4: no label smoothing, 32 ancestral steps; variants schedule, grid, time_conditioning
+    uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning."""
+  c.prior.name = name
+  if name == "maskgit":
+    c.network.positions = "2d"
+    c.sampling.guidance_scale = 3.0
+    c.sampling.guidance_schedule = "linear"
+    return {**PRIOR_VARIANTS, "mask_schedule": ("prior.mask_schedule", str)}
+  c.prior.label_smoothing = 0.0
+  if name == "autoregressive":
+    return {**PRIOR_VARIANTS, "top_k": ("sampling.top_k", int), "top_p": ("sampling.top_p", float)}
+  if name not in ("diffusion", "uniform_diffusion"):
+    raise ConfigError(f"Unknown prior family {name!r}: choose maskgit, autoregressive, diffusion or "
+                      "uniform_diffusion.")
+  c.sampling.steps = 32
+  variants = {**PRIOR_VARIANTS, "schedule": ("prior.diffusion_schedule", str), "grid": ("sampling.grid", str)}
+  if name == "uniform_diffusion":
+    c.prior.diffusion_schedule = "cosine"
+    c.prior.time_conditioning = True
+    return variants
+  return {**variants, "time_conditioning": ("prior.time_conditioning", boolean)}
 
 
 def use_cifar10_prior(c: ml_collections.ConfigDict) -> None:
