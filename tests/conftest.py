@@ -101,3 +101,28 @@ def lpips_npz(tmp_path_factory):
   path = tmp_path_factory.mktemp("lpips") / "vgg16_lpips.npz"
   write_lpips_npz(path, np.random.default_rng(0), slices=False)
   return str(path)
+
+
+# Recipes train on a mesh with a 4-way fsdp axis, then must restore on meshes of other shapes.
+FSDP_FLAGS = ["--config.mesh.data=2", "--config.mesh.fsdp=4"]
+
+
+def assert_restores_on_other_meshes(workdir, stage_class) -> None:
+  """The newest checkpoint of `workdir` (trained on FSDP_FLAGS' 2 x 4 mesh) restores on a 4 x 2 mesh and on one
+  device to the same arrays."""
+  import jax
+  from flax import nnx
+
+  from vqgen.train import sharding as sharding_lib
+  from vqgen.train.trainer import restore_model
+
+  config = config_lib.load_workdir_config(str(workdir))
+  assert (config.mesh.data, config.mesh.fsdp) == (2, 4)
+  stage = stage_class(config)
+  states = [nnx.state(restore_model(config, str(workdir), stage, mesh)).to_pure_dict()
+            for mesh in (sharding_lib.make_mesh(data=4, fsdp=2, model=1),
+                         sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1]))]
+  leaves = [jax.tree.leaves(s) for s in states]
+  assert len(leaves[0]) == len(leaves[1]) > 0
+  for a, b in zip(*leaves):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

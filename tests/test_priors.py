@@ -28,7 +28,8 @@ def network(**kwargs):
   return net
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"positions": "2d", "head": "per_bit"}, {"head": "factorized"}])
+@pytest.mark.parametrize("kwargs", [{}, {"positions": "2d", "head": "per_bit"}, {"head": "factorized"},
+                                    {"positions": "rope2d", "norm": "rmsnorm", "mlp": "swiglu"}])
 def test_cached_decoding_equals_full_forward_at_every_position(kwargs):
   net = network(**kwargs)
   ids = net.sequence(jnp.array([0, 3]), jax.random.randint(jax.random.key(2), (2, 9), 0, K))

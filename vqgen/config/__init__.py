@@ -12,7 +12,7 @@ from vqgen.config.schema import (COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION
                                  perceptual_network_config, prior_config, quantizer_config, tokenizer_config)
 from vqgen.config.recipes import (DATA_SOURCES_256, DATA_SOURCES_CIFAR10, check_cifar10_source,
                                   check_imagenet_source, use_cifar10, use_cifar10_prior, use_cifar10_vqgan_objective, use_prior_family,
-                                  use_imagenet256, use_imagenet_gan, use_vqgan_objective)
+                                  use_imagenet256, use_imagenet_gan, use_imagenet_prior, use_vqgan_objective)
 from vqgen.config.validation import validate
 from vqgen.config.variants import PRIOR_VARIANTS, boolean, levels_from_string, parse_variant
 
@@ -22,4 +22,4 @@ __all__ = ["COMPUTE_DTYPES", "DATA_SOURCES_256", "DATA_SOURCES_CIFAR10", "Config
            "configs_dir", "levels_from_string", "load_config", "load_workdir_config", "optimizer_section",
            "parse_variant", "perceptual_network_config", "prior_config", "prior_config_path", "quantizer_config",
            "tokenizer_config", "use_cifar10", "use_cifar10_prior", "use_cifar10_vqgan_objective", "use_imagenet256",
-           "use_imagenet_gan", "use_prior_family", "use_vqgan_objective", "validate"]
+           "use_imagenet_gan", "use_imagenet_prior", "use_prior_family", "use_vqgan_objective", "validate"]

@@ -152,3 +152,20 @@ def use_cifar10_prior(c: ml_collections.ConfigDict) -> None:
   c.optimizer.ema_decay = 0.9999
   c.sampling.num_samples, c.sampling.batch_size = 10_000, 500
   c.evaluation.metrics = False
+
+
+def use_imagenet_prior(c: ml_collections.ConfigDict, family: str) -> dict:
+  """The settings configs/prior/*_imagenet.py share, then `family`'s (use_prior_family), and the variant table.
+
+  Shared: class-conditional (1000 classes) over the 16x16 codes of configs/tokenizer/maskgit_vqgan_imagenet.py
+  (1024 codes; validation split for the validation loss), batch 256, 300 epochs of the 1,281,167 training images
+  (1.5M steps), 50k class-balanced samples (50 per class, the papers' FID convention), no in-domain sample metrics:
+  FID / IS are `python -m vqgen.evaluate --features=inception --reference=imagenet2012:train` (docs/inception.md).
+  Codes are extracted once from centre crops (data/pipeline.py), without the papers' crop and flip augmentation
+  of the codes."""
+  c.prior.num_classes = 1000
+  c.data.batch_size, c.data.eval_batch_size, c.data.eval_limit = 256, 500, 0
+  c.train.steps, c.train.log_every, c.train.checkpoint_every = 1_500_000, 1000, 10_000
+  c.sampling.num_samples, c.sampling.batch_size = 50_000, 500
+  c.evaluation.metrics = False
+  return use_prior_family(c, family)

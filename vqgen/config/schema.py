@@ -57,7 +57,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.model.vit_depth = 4                    # vit: blocks in the encoder and in the decoder (each)
   c.model.vit_heads = 4
   c.model.vit_mlp_ratio = 4
-  c.model.vit_positions = "learned"        # vit: learned | 2d (sine-cosine)
+  c.model.vit_positions = "learned"        # vit: learned | 2d (sine-cosine) | rope2d
   c.model.pre_quant_norm = "none"
   c.model.compute_dtype = "float32"
 
@@ -162,7 +162,9 @@ def prior_config() -> ml_collections.ConfigDict:
   c.network.heads = 4
   c.network.mlp_ratio = 4
   c.network.dropout = 0.0         # dropout's random bits cost ~20% of a CPU step; short runs do not overfit
-  c.network.positions = "learned"         # learned | 2d
+  c.network.positions = "learned"         # learned | 2d | rope2d (nn/transformer.py)
+  c.network.norm = "layernorm"            # layernorm | rmsnorm
+  c.network.mlp = "gelu"                  # gelu | swiglu
   c.network.head = "full"                 # full | factorized | per_bit (large LFQ/BSQ vocabularies)
   c.network.head_groups = 2               # factorized head: bit groups
   c.network.compute_dtype = "float32"

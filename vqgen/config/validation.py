@@ -111,6 +111,8 @@ def _validate_vit(c) -> None:
   _check(m.vit_width % m.vit_heads == 0, "model.vit_heads", m.vit_heads, f"must divide model.vit_width={m.vit_width}")
   _check(m.vit_positions != "2d" or m.vit_width % 4 == 0, "model.vit_width", m.vit_width,
          "must be divisible by 4 for 2-D sine-cosine positions")
+  _check(m.vit_positions != "rope2d" or (m.vit_width // m.vit_heads) % 4 == 0, "model.vit_heads", m.vit_heads,
+         f"must leave a head dimension (model.vit_width / heads) divisible by 4 for 2-D rotary positions")
 
 
 def _validate_gan(c) -> None:
@@ -162,12 +164,19 @@ def _validate_prior(c) -> None:
   _one_of(c, "sampling.grid", GRIDS)
   _one_of(c, "sampling.guidance_schedule", sampling.GUIDANCE_SCHEDULES)
   _one_of(c, "network.positions", transformer.POSITIONS)
+  _one_of(c, "network.norm", transformer.NORMS)
+  _one_of(c, "network.mlp", transformer.MLPS)
   _one_of(c, "network.head", heads.HEADS)
   _one_of(c, "network.compute_dtype", COMPUTE_DTYPES)
   _positive_ints(c, ("network.width", "network.depth", "network.heads", "network.mlp_ratio",
                      "network.head_groups", "sampling.num_samples", "sampling.batch_size", "sampling.steps"))
   _check(c.network.width % c.network.heads == 0, "network.heads", c.network.heads,
          f"must divide network.width={c.network.width}")
+  _check(c.network.positions != "rope2d" or (c.network.width // c.network.heads) % 4 == 0, "network.heads",
+         c.network.heads, "must leave a head dimension (network.width / heads) divisible by 4 for 2-D rotary "
+         "positions")
+  _check(c.network.positions != "2d" or c.network.width % 4 == 0, "network.width", c.network.width,
+         "must be divisible by 4 for 2-D sine-cosine positions")
   _check(c.prior.num_classes >= 0, "prior.num_classes", c.prior.num_classes, "must be >= 0 (0 = unconditional)")
   _check(c.prior.num_classes > 0 or (c.prior.class_dropout == 0 and c.sampling.guidance_scale == 1),
          "prior.num_classes", c.prior.num_classes, "0 (unconditional) needs prior.class_dropout=0 and "

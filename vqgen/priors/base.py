@@ -29,7 +29,7 @@ class PriorNetwork(nnx.Module):
 
   def __init__(self, *, codebook_size: int, grid: tuple[int, int], num_classes: int, width: int, depth: int,
                heads: int, mlp_ratio: int = 4, dropout_rate: float = 0.0, positions: str = "learned",
-               head: str = "full", head_groups: int = 2, class_dropout: float = 0.1,
+               norm: str = "layernorm", mlp: str = "gelu", head: str = "full", head_groups: int = 2, class_dropout: float = 0.1,
                time_conditioning: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
     if not 0.0 <= class_dropout < 1.0:
       raise ValueError(f"class_dropout must be in [0, 1), got {class_dropout}.")
@@ -41,7 +41,7 @@ class PriorNetwork(nnx.Module):
     self.embed = heads_lib.TokenEmbed(self.vocab, self.factorization, width, rngs=rngs)
     self.transformer = Transformer(width=width, depth=depth, heads=heads, grid=grid, prefix=1,
                                    mlp_ratio=mlp_ratio, dropout_rate=dropout_rate, positions=positions,
-                                   conditioned=time_conditioning, dtype=dtype, rngs=rngs)
+                                   norm=norm, mlp=mlp, conditioned=time_conditioning, dtype=dtype, rngs=rngs)
     self.head = heads_lib.CodeHead(self.factorization, width, rngs=rngs, dtype=dtype)
     if time_conditioning:
       self.time_mlp1 = dense(width, width, ("embed", "mlp"), rngs=rngs, dtype=jnp.float32)

@@ -42,7 +42,8 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
   p, n = config.prior, config.network
   network = PriorNetwork(
       codebook_size=codebook_size, grid=grid, num_classes=p.num_classes, width=n.width, depth=n.depth,
-      heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, head=n.head,
+      heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, norm=n.norm,
+      mlp=n.mlp, head=n.head,
       head_groups=n.head_groups, class_dropout=p.class_dropout,
       time_conditioning=p.name in ("diffusion", "uniform_diffusion") and p.time_conditioning,
       dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
