@@ -1,5 +1,6 @@
 """CIFAR-10 recipes without CIFAR-10: the four priors of configs/prior/*_cifar10.py smoke-train over the 8x8 codes
-of a tiny tokenizer of synthetic 32x32x3 images on the 8 simulated devices (the tokenizer config itself:
+of a tiny tokenizer of synthetic 32x32x3 images on the 8 simulated devices with a 4-way fsdp axis and restore on
+meshes of other shapes (the tokenizer config itself:
 tests/test_configs_smoke.py, `:data=synthetic`), their bits per dimension are checked against a hand-computed
 likelihood, and `data.name = 'cifar10'` without the prepared dataset fails naming it and how to prepare it."""
 
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import FSDP_FLAGS, assert_restores_on_other_meshes, tiny_config
 from test_config import CONFIG_FILES, ROOT, load
 from test_prior_stage import PRIOR_TINY
 from vqgen import config as config_lib
@@ -21,7 +22,7 @@ CIFAR10_PRIORS = [p for p in CONFIG_FILES if "/prior/" in p and p.endswith("_cif
 AR = os.path.join(ROOT, "configs/prior/ar_cifar10.py")
 PIXELS = 32 * 32 * 3
 # Synthetic labels cycle through 1000 classes (data/synthetic.py): the priors are told so.
-TINY = [*PRIOR_TINY, "--config.prior.num_classes=1000"]
+TINY = [*PRIOR_TINY, "--config.prior.num_classes=1000", *FSDP_FLAGS]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +65,11 @@ def test_cifar10_prior_config_smoke(path, rgb_tokenizer_dir, tmp_path, request):
     assert results["likelihood"] == ("exact" if path == AR else "bound")
     assert results["val_bits_per_dim"] == pytest.approx(results["val_bits_per_token"] * 64 / PIXELS, rel=1e-12)
     assert np.isfinite(results["val_bits_per_dim"]) and results["val_bits_per_dim"] > 0
+  assert_restores_on_other_meshes(tmp_path, PriorStage)
 
 
 def test_reported_bits_per_dim_is_the_total_code_nll_over_the_pixels(ar_run):
-  """Autoregressive (exact likelihood): the run's val_bits_per_dim (8 devices, batches of 32) == the sum of
+  """Autoregressive (exact likelihood): the run's val_bits_per_dim (8 devices in a 2 x 4 mesh, batches of 32) == the sum of
   -log p(code_i | c, code_<i) over the 64 codes of each of the 64 validation images, averaged over the images, /
   (ln 2 x 32 x 32 x 3), with the trained (EMA) model's log-probabilities taken by hand on one device."""
   workdir, results = ar_run

@@ -1,7 +1,7 @@
 """Every tokenizer config in configs/ trains a few steps with tiny overrides, end to end through vqgen.stages.run
 on the 8 simulated devices (prior configs and the classifier: tests/test_prior_stage.py, tests/test_cifar10.py).
 The ImageNet-256 and CIFAR-10 recipes run on synthetic images of their shape (256x256x3, 32x32x3) at tiny width
-and without their perceptual term: VGG16 at 256 px alone costs minutes on a 2-core CPU. The stage's LPIPS-VGG16
+on a mesh with a 4-way fsdp axis, restore on meshes of other shapes, and train without their perceptual term: VGG16 at 256 px alone costs minutes on a 2-core CPU. The stage's LPIPS-VGG16
 path on RGB images is tested at 32 px
 (tests/test_vqgan.py::test_lpips_vgg16_perceptual_term_of_the_stage_on_rgb_images)."""
 
@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from conftest import TINY_FLAGS
+from conftest import FSDP_FLAGS, TINY_FLAGS, assert_restores_on_other_meshes
 from test_config import CONFIG_FILES, ROOT, load
-from vqgen.stages import run
+from vqgen.stages import TokenizerStage, run
 
 TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=2"]
 
@@ -23,9 +23,9 @@ TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=
 def test_config_smoke(path, tmp_path, perceptual_workdir, lpips_npz):
   flags, default = list(TINY), load(path)
   synthetic = default.data.name not in ("fashion_mnist", "synthetic")  # ImageNet, CIFAR-10: not on this machine
-  if synthetic:
+  if synthetic:  # a paper-scale recipe: also trained with a 4-way fsdp axis, restored on other meshes
     path += ":data=synthetic"
-    flags.append("--config.loss.perceptual_weight=0")
+    flags += ["--config.loss.perceptual_weight=0", *FSDP_FLAGS]
   if default.data.image_size == 256:  # one image per device
     flags += ["--config.data.batch_size=8", "--config.data.eval_batch_size=8", "--config.data.eval_limit=16",
               "--config.discriminator.stylegan_channels=(8, 8, 8, 8, 8, 8, 8)", "--config.model.vit_heads=4"]
@@ -45,3 +45,5 @@ def test_config_smoke(path, tmp_path, perceptual_workdir, lpips_npz):
   assert (tmp_path / "reconstructions.png").exists()
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
   assert os.path.isdir(tmp_path / "checkpoints" / "2")
+  if synthetic:
+    assert_restores_on_other_meshes(tmp_path, TokenizerStage)
