@@ -156,3 +156,26 @@ def test_sample_scores_sit_beside_their_floors(tokenizer_dir, tmp_path):
   assert {"recon_fd", "real_precision_floor", "real_recall_floor", "class_accuracy", "precision"} <= set(good)
   assert "200 samples vs the test split (10000 images)" in format_scores(good)
   json.dumps(good)  # every score is a plain JSON value
+
+
+def test_inception_metrics_of_the_samples_from_the_config(tokenizer_dir, tmp_path, monkeypatch):
+  """evaluation.inception_weights: the stage scores samples on the FID Inception against the tokenizer's training
+  split (here its first 10 images, random weights): the training images themselves score FID 0 and precision /
+  recall 1; a missing weights file fails validation naming the key and the fix."""
+  from vqgen import config as config_lib
+  from vqgen.data import FashionMNIST
+  from vqgen.evaluation.inception_layout import random_fid_inception_state
+
+  monkeypatch.setenv("VQGEN_CACHE_DIR", str(tmp_path / "cache"))
+  weights = str(tmp_path / "fid_inception.npz")
+  np.savez(weights, **random_fid_inception_state(0))
+  config = prior_config(PRIOR_CONFIGS[0], tokenizer_dir, f"--config.evaluation.inception_weights={weights}",
+                        "--config.evaluation.num_reference=10")
+  scores = PriorStage(config).inception_scores(FashionMNIST("train").images[:10].astype(np.float32) / 255.0)
+  assert abs(scores["fid"]) < 1e-6 and scores["precision"] == scores["recall"] == 1.0
+  assert scores["num_reference"] == 10 and scores["reference"].startswith("fashion_mnist:train, the first 10")
+  config_lib.validate(config)
+  for flag, message in ((f"inception_weights={tmp_path / 'no.pth'}", r"evaluation.inception_weights.*--config.eval"),
+                        ("inception_reference=imagenet2012", "evaluation.inception_reference.*DATASET:SPLIT")):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      config_lib.validate(prior_config(PRIOR_CONFIGS[0], tokenizer_dir, f"--config.evaluation.{flag}"))

@@ -26,7 +26,7 @@ from vqgen.evaluation.standard_metrics import (InceptionScorer, check_images, fo
                                                missing_weights_message, weights_sha256)
 from vqgen.stages import TokenizerStage, load_run
 from vqgen.stages.classifier import sample_scorer
-from vqgen.stages.inception_reference import (SplitImages, dataset_reference, file_reference,
+from vqgen.stages.inception_reference import (SplitImages, dataset_reference, file_reference, parse_reference,
                                               reconstruction_features)
 from vqgen.train import writers
 
@@ -88,17 +88,15 @@ def main():
   print(f"wrote {output}")
 
 
-def parse_reference(spec: str) -> tuple[str, str] | None:
-  """(dataset, split) of --reference=DATASET:SPLIT (cut at the first colon), or None for a statistics .npz."""
-  if spec.endswith(".npz"):
-    if not os.path.isfile(os.path.expanduser(spec)):
-      console.fail(f"--reference={spec} does not exist (a statistics .npz with arrays mu and sigma).")
-    return None
-  dataset, _, split = spec.partition(":")
-  if not dataset or not split:
-    console.fail(f"--reference={spec!r}: expected DATASET:SPLIT (e.g. fashion_mnist:test, imagenet2012:train) or "
-                 "the path of a statistics .npz.")
-  return dataset, split
+def reference_split(spec: str) -> tuple[str, str] | None:
+  """(dataset, split) of --reference=DATASET:SPLIT, or None for a statistics .npz that exists; a one-line failure
+  otherwise."""
+  if spec.endswith(".npz") and not os.path.isfile(os.path.expanduser(spec)):
+    console.fail(f"--reference={spec} does not exist (a statistics .npz with arrays mu and sigma).")
+  try:
+    return parse_reference(spec)
+  except ValueError as e:
+    console.fail(f"--reference: {e}")
 
 
 def load_images(path: str) -> np.ndarray:
@@ -125,7 +123,7 @@ def inception_main():
   weights = FLAGS.inception_weights
   if not os.path.isfile(os.path.expanduser(weights)):
     console.fail(missing_weights_message(weights))
-  reference = parse_reference(FLAGS.reference)
+  reference = reference_split(FLAGS.reference)
   if reference is None and (tokenizer_workdir or FLAGS.num_reference):
     console.fail("--tokenizer_workdir (rFID) and --num_reference read the reference images: give "
                  "--reference=DATASET:SPLIT, not a statistics file.")

@@ -184,6 +184,10 @@ def prior_config() -> ml_collections.ConfigDict:
 
   c.evaluation = ml_collections.ConfigDict()
   c.evaluation.metrics = True             # Frechet distance / precision-recall / class accuracy of samples
+  # The standard metrics of the samples (docs/inception.md), when given pytorch-fid's FID Inception weights file:
+  c.evaluation.inception_weights = ""     # a local .pth / .npz; "" = off (never downloaded)
+  c.evaluation.inception_reference = ""   # DATASET:SPLIT or a statistics .npz; "" = the tokenizer's training split
+  c.evaluation.num_reference = 0          # the reference split's first N images; 0 = all
 
   add_training_sections(c, rules=(("embed", "fsdp"), ("mlp", "model"), ("heads", "model")))
   c.optimizer.learning_rate = 1e-3

@@ -8,6 +8,7 @@ from flax import nnx
 
 from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS,
                                  PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, TOKENIZER_NETWORKS, ConfigError)
+from vqgen.evaluation.standard_metrics import missing_weights_message
 from vqgen.nn import transformer
 from vqgen.priors import PRIORS, heads, sampling, schedules
 from vqgen.priors.diffusion import GRIDS
@@ -198,6 +199,16 @@ def _validate_prior(c) -> None:
          c.sampling.guidance_scale, "needs prior.class_dropout > 0 (an unconditional model to guide against)")
   _check(bool(c.tokenizer_workdir), "tokenizer_workdir", c.tokenizer_workdir,
          "must name the workdir of a trained tokenizer (python -m vqgen.main --config=configs/demo.py ...)")
+  e = c.evaluation
+  if e.inception_weights:
+    _check(os.path.isfile(os.path.expanduser(e.inception_weights)), "evaluation.inception_weights",
+           e.inception_weights, missing_weights_message(e.inception_weights, "--config.evaluation.inception_weights"))
+  ref = e.inception_reference
+  _check(not ref or (ref.endswith(".npz") and os.path.isfile(os.path.expanduser(ref))) or
+         (not ref.endswith(".npz") and all(ref.partition(":")[::2])), "evaluation.inception_reference", ref,
+         "must be DATASET:SPLIT (e.g. imagenet2012:train), an existing statistics .npz, or '' (the tokenizer's "
+         "training split)")
+  _check(e.num_reference >= 0, "evaluation.num_reference", e.num_reference, "must be >= 0 (0 = the whole split)")
 
 
 def _validate_classifier(c) -> None:

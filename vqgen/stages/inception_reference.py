@@ -23,7 +23,8 @@ from vqgen import data as data_lib
 from vqgen.evaluation.frechet import GaussianAccumulator
 from vqgen.evaluation.inception import load_fid_inception
 from vqgen.evaluation.inception_layout import DEFAULT_PATH, FEATURE_DIM
-from vqgen.evaluation.standard_metrics import Reference, inception_features, reconstructions, weights_sha256
+from vqgen.evaluation.standard_metrics import (InceptionScorer, Reference, inception_features, reconstructions,
+                                               weights_sha256)
 from vqgen.train import writers
 
 CHUNK_BATCHES = 4            # images are read this many network batches at a time (bounded memory at ImageNet sizes)
@@ -177,3 +178,28 @@ def reconstruction_features(tokenizer, net, dataset: str, split: str, num_images
   images = SplitImages(dataset, split, num_images, image_size=image_size, channels=channels)
   writers.say(f"Reconstructing {images.describe()} for rFID ...")
   return np.concatenate(list(feature_chunks(images, net, batch_size, tokenizer)))
+
+
+def parse_reference(spec: str) -> tuple[str, str] | None:
+  """(dataset, split) of `DATASET:SPLIT` (cut at the first colon), or None for a statistics .npz; ValueError else."""
+  if spec.endswith(".npz"):
+    return None
+  dataset, _, split = spec.partition(":")
+  if not dataset or not split:
+    raise ValueError(f"Reference {spec!r}: expected DATASET:SPLIT (e.g. fashion_mnist:test, imagenet2012:train) or "
+                     "the path of a statistics .npz.")
+  return dataset, split
+
+
+def score_samples(images: np.ndarray, weights: str, reference: str, num_reference: int | None = None,
+                  batch_size: int = 100) -> dict:
+  """FID, IS and precision / recall (InceptionScorer.score) of float images [N, H, W, C] in [0, 1] against
+  `reference` (DATASET:SPLIT, its first `num_reference` images at the samples' size, cached; or a statistics .npz)."""
+  net, fingerprint = load_fid_inception(weights), weights_sha256(weights)
+  split = parse_reference(reference)
+  if split is None:
+    ref = file_reference(reference, fingerprint)
+  else:
+    ref = dataset_reference(*split, num_reference, weights, image_size=images.shape[1], channels=images.shape[-1],
+                            batch_size=batch_size, net=net)
+  return InceptionScorer(net, ref, weights, fingerprint, batch_size).score(images)

@@ -13,6 +13,7 @@ from vqgen.priors.heads import Vocabulary
 from vqgen.stages import build
 from vqgen.stages.classifier import sample_scorer
 from vqgen.stages.codes import cached_codes
+from vqgen.stages.inception_reference import score_samples
 from vqgen.stages.generate import Generator, balanced_labels, save_samples
 from vqgen.stages.tokenizer import TokenizerStage
 from vqgen.stages.workdir import load_run
@@ -108,9 +109,18 @@ class PriorStage:
       results["val_bits_per_dim"] = bits_per_dim(results["val_bits_per_token"], self.num_tokens, self.num_dims)
     return results
 
+  def inception_scores(self, images: np.ndarray) -> dict:
+    """FID / IS / precision-recall of the samples on the FID Inception of evaluation.inception_weights, against
+    evaluation.inception_reference (default: the tokenizer's training split; docs/inception.md)."""
+    e, d = self.config.evaluation, self.tokenizer_config.data
+    reference = e.inception_reference or f"{d.name}:{d.train_split}"
+    writers.say(f"Scoring {len(images)} samples on the FID Inception against {reference} ...")
+    return score_samples(images, e.inception_weights, reference, e.num_reference or None)
+
   def evaluate(self, make_model, mesh, workdir: str, writer, step: int) -> dict:
     """Validation loss, then `sampling.num_samples` class-balanced samples decoded by the tokenizer
-    (samples.npz / samples.png) and, with evaluation.metrics, their scores (evaluation/samples.py)."""
+    (samples.npz / samples.png) and, with evaluation.metrics, their scores (evaluation/samples.py); with
+    evaluation.inception_weights also FID / IS / precision-recall as `inception/...`."""
     c = self.config
     model = make_model()
     # likelihood: what val_bits_per_token / val_bits_per_dim are (exact | bound), or none (MaskGIT reports neither).
@@ -125,6 +135,8 @@ class PriorStage:
     if c.evaluation.metrics:
       scorer = sample_scorer(self.tokenizer, self.tokenizer_config)
       results.update(scorer.score(samples["images"], samples["labels"] if c.prior.num_classes else None))
+    if c.evaluation.inception_weights:
+      results.update({f"inception/{k}": v for k, v in self.inception_scores(samples["images"]).items()})
     if jax.process_index() == 0:
       grid = save_samples(workdir, samples, c.prior.num_classes)
       writer.write_images(step, {"samples": grid[None]})
