@@ -64,13 +64,13 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   os.makedirs(workdir, exist_ok=True)
   c = config
   mesh = mesh or sharding_lib.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.model)
+  stage.check_data()  # a missing dataset fails before the model is built and compiled
   init_rng, step_rng = jax.random.split(jax.random.key(c.seed))
   training = build_training(c, stage, mesh, init_rng)
   state, shardings, spec = training.state, training.shardings, training.spec
   schedules = {name: schedule_of(g.optimizer, c.train.steps) for name, g in training.groups.items()}
   logging.info("Model: %d parameters; mesh %s", spec.num_params(), dict(mesh.shape))
 
-  stage.check_data()
   local_batch = sharding_lib.per_process_batch_size(c.data.batch_size, mesh)
   data_iter = iter(stage.train_dataset(local_batch, jax.process_index(), jax.process_count()))
   ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"), keep=c.train.keep_checkpoints)
