@@ -54,3 +54,28 @@ def test_imagenet_prior_smoke_trains_with_fsdp_and_restores_on_other_meshes(path
   assert (block.fc3 is not None) == (config.network.mlp == "swiglu")
   assert hasattr(model.network.transformer, "angles") == (config.network.positions == "rope2d")
   assert_restores_on_other_meshes(tmp_path, PriorStage)
+
+
+def test_flip_codes_adds_the_codes_of_the_mirrored_images(codes_1024_tokenizer):
+  """data.flip_codes (the ImageNet recipes'): the training set is the N codes of the split, then the N codes of the
+  left-right mirrored images, each equal to encoding the mirrored image directly; cached beside the others."""
+  import glob
+
+  import jax.numpy as jnp
+
+  from vqgen.stages.image_data import data_source
+
+  path = next(p for p in IMAGENET_PRIORS if p.endswith("ar_imagenet.py"))
+  stage = PriorStage(load(f"{path}:tokenizer={codes_1024_tokenizer}", *PRIOR_TINY))
+  plain = stage.codes("train")["codes"]
+  n = len(plain)
+  assert stage.config.data.flip_codes and len(stage.train_codes["codes"]) == 2 * n
+  np.testing.assert_array_equal(stage.train_codes["codes"][:n], plain)
+  np.testing.assert_array_equal(stage.train_codes["labels"][n:], stage.train_codes["labels"][:n])
+  source = data_source(stage.tokenizer_config.data, "train")
+  for i in (0, 7, n - 1):
+    mirrored = np.asarray(source[i]["image"], np.float32)[None, :, ::-1] / 255.0
+    direct = np.asarray(stage.tokenizer.encode(jnp.asarray(mirrored)))[0]
+    np.testing.assert_array_equal(stage.train_codes["codes"][n + i], direct)
+  assert not np.array_equal(stage.train_codes["codes"][n:], plain)
+  assert len(glob.glob(os.path.join(codes_1024_tokenizer, "codes", "train-flipped-*.npz"))) == 1

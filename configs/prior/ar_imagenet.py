@@ -11,7 +11,7 @@ clip 1.0, batch 256, 300 epochs (1.5M steps), no EMA. Sampling: 256 cached steps
 (LlamaGen's convention too), temperature 1, no top-k / top-p. Differences from LlamaGen: its tokenizer has 16384
 codes (here MaskGIT's 1024: 87M parameters instead of 111M), its linear layers have no biases, it drops whole
 input tokens too (token dropout 0.1), zeroes the class slot's rotary q and k (here it is not turned), and
-trains on codes of ten crops and their flips per image. Shared ImageNet settings: config.use_imagenet_prior.
+trains on codes of ten crops and their flips per image (here of the centre crop and its flip). Shared ImageNet settings: config.use_imagenet_prior.
 Cost: benchmarks/results/cost_imagenet.md.
 Variants: config.PRIOR_VARIANTS, top_k, top_p.
 """

@@ -35,8 +35,10 @@ def use_vqgan_objective(c: ml_collections.ConfigDict, steps: int = 1500) -> None
 
 def use_imagenet256(c: ml_collections.ConfigDict, source: str = "imagenet2012") -> None:
   """ImageNet at 256x256x3 (TFDS `imagenet2012`, prepared locally; validation split for evaluation), batch 256,
-  or `synthetic` images of the same shape (data/synthetic.py) to smoke-test or benchmark without the data."""
+  centre crops with random horizontal flips (the papers' random-resized crops are not implemented), or
+  `synthetic` images of the same shape (data/synthetic.py) to smoke-test or benchmark without the data."""
   c.data.name = source
+  c.data.random_flip = True
   c.data.train_split, c.data.eval_split = "train", "validation"
   c.data.image_size, c.data.channels = 256, 3
   c.data.batch_size, c.data.eval_batch_size = 256, 128
@@ -161,8 +163,9 @@ def use_imagenet_prior(c: ml_collections.ConfigDict, family: str) -> dict:
   (1024 codes; validation split for the validation loss), batch 256, 300 epochs of the 1,281,167 training images
   (1.5M steps), 50k class-balanced samples (50 per class, the papers' FID convention), no in-domain sample metrics:
   FID / IS are `python -m vqgen.evaluate --features=inception --reference=imagenet2012:train` (docs/inception.md).
-  Codes are extracted once from centre crops (data/pipeline.py), without the papers' crop and flip augmentation
-  of the codes."""
+  Codes are extracted once from centre crops (data/pipeline.py) and from their mirror images (data.flip_codes:
+  LlamaGen's flips; its ten crops are not implemented)."""
+  c.data.flip_codes = True
   c.prior.num_classes = 1000
   c.data.batch_size, c.data.eval_batch_size, c.data.eval_limit = 256, 500, 0
   c.train.steps, c.train.log_every, c.train.checkpoint_every = 1_500_000, 1000, 10_000

@@ -141,6 +141,7 @@ def prior_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 64          # global, in images (sequences of codes)
   c.data.eval_batch_size = 500
   c.data.eval_limit = 0           # 0 = the whole eval split for the validation loss
+  c.data.flip_codes = False       # also train on the codes of the left-right mirrored training images
 
   c.prior = ml_collections.ConfigDict()
   c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion

@@ -49,6 +49,9 @@ class PriorStage:
     self.tokenizer_config, self.tokenizer, _ = load_run(config.tokenizer_workdir, TokenizerStage)
     self.codebook_size = self.tokenizer.quantizer.codebook_size
     self.train_codes = self.codes(self.tokenizer_config.data.train_split)
+    if config.data.flip_codes:  # the mirrored images' codes join the training set: 2N sequences an epoch
+      mirrored = self.codes(self.tokenizer_config.data.train_split, flip=True)
+      self.train_codes = {k: np.concatenate([self.train_codes[k], mirrored[k]]) for k in ("codes", "labels")}
     self.code_shape = self.train_codes["codes"].shape[1:]
     h, w = self.code_shape[:2]
     self.grid = (h, w * int(np.prod(self.code_shape[2:], dtype=int)))  # composite levels extend each row
@@ -56,9 +59,10 @@ class PriorStage:
     d = self.tokenizer_config.data
     self.num_dims = d.image_size * d.image_size * d.channels  # the pixel dimensions one code sequence stands for
 
-  def codes(self, split: str) -> dict:
-    """Cached codes of a split, checked against the vocabulary and the configured number of classes."""
-    codes = cached_codes(self.config.tokenizer_workdir, split, self.tokenizer, self.tokenizer_config)
+  def codes(self, split: str, flip: bool = False) -> dict:
+    """Cached codes of a split (of its mirrored images with `flip`), checked against the vocabulary and the
+    configured number of classes."""
+    codes = cached_codes(self.config.tokenizer_workdir, split, self.tokenizer, self.tokenizer_config, flip)
     Vocabulary(self.codebook_size, self.config.prior.num_classes).check_codes(codes["codes"])
     num_classes = self.config.prior.num_classes
     if num_classes and int(codes["labels"].max()) >= num_classes:
