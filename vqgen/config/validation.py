@@ -8,7 +8,6 @@ from flax import nnx
 
 from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCRIMINATORS, PERCEPTUAL_NETWORKS,
                                  PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, TOKENIZER_NETWORKS, ConfigError)
-from vqgen.evaluation.standard_metrics import missing_weights_message
 from vqgen.nn import transformer
 from vqgen.priors import PRIORS, heads, sampling, schedules
 from vqgen.priors.diffusion import GRIDS
@@ -202,7 +201,9 @@ def _validate_prior(c) -> None:
   e = c.evaluation
   if e.inception_weights:
     _check(os.path.isfile(os.path.expanduser(e.inception_weights)), "evaluation.inception_weights",
-           e.inception_weights, missing_weights_message(e.inception_weights, "--config.evaluation.inception_weights"))
+           e.inception_weights, "does not exist. vqgen never downloads weights: download pytorch-fid's "
+           "pt_inception-2015-12-05-6726825d.pth yourself (docs/inception.md, 'The weights file') and give its path "
+           "as --config.evaluation.inception_weights=PATH, or leave the key empty (no Inception metrics)")
   ref = e.inception_reference
   _check(not ref or (ref.endswith(".npz") and os.path.isfile(os.path.expanduser(ref))) or
          (not ref.endswith(".npz") and all(ref.partition(":")[::2])), "evaluation.inception_reference", ref,

@@ -88,10 +88,10 @@ def inception_score(logits, splits: int = IS_SPLITS) -> tuple[float, float]:
   return float(np.mean(scores)), float(np.std(scores))
 
 
-def missing_weights_message(path: str, flag: str = "--inception_weights") -> str:
+def missing_weights_message(path: str) -> str:
   return (f"FID Inception weights file {path} does not exist. vqgen never downloads weights: download pytorch-fid's "
           f"{WEIGHTS_URL} yourself and put it at {DEFAULT_PATH} (the default), or pass its location with "
-          f"{flag}=PATH (docs/inception.md).")
+          "--inception_weights=PATH (docs/inception.md).")
 
 
 def weights_sha256(path: str) -> str:
