@@ -300,9 +300,9 @@ def main(_):
     rows += [("FLOPs per step, analytic transformer", fmt_flops(analytic["total"])),
              ("XLA / analytic", f"{cost.flops / analytic['total']:.3f}")]
   if t:
-    rows += [("ms / step (compute)", f"{t * 1e3:.1f}"), ("images / s", f"{b / t:.1f}")]
+    rows += [("ms / step (compute)", f"{t * 1e3:.1f}"), ("images / s", f"{b / t:.3g}")]
     if tokens:
-      rows.append(("tokens / s", f"{b * tokens / t:.0f}"))
+      rows.append(("tokens / s", f"{b * tokens / t:.3g}"))
     rows.append(("MFU", f"{util:.1%}" if util is not None else "n/a (no peak FLOP/s known for this device; "
                  "--peak_tflops)"))
   rows.append(("peak memory per device, XLA estimate", fmt_gb(cost.peak_bytes)))
@@ -322,11 +322,11 @@ def main(_):
             + (" LPIPS-VGG16 with random weights (same FLOPs and memory)." if random_lpips(c) else ""))
   lines = [header, "", f"Command: `{command_line()}`", "", "| quantity | value |", "|---|---:|"]
   lines += [f"| {k} | {v} |" for k, v in rows]
-  if times:
+  if len(times) > 1:
     lines += ["", "| measurement | ms / step | images / s |", "|---|---:|---:|"]
     labels = {"compute": "compute (step on a fixed batch)", "data": "data (pipeline alone)",
               "loop": "loop (pipeline + step)"}
-    lines += [f"| {labels[k]} | {v * 1e3:.1f} | {b / v:.0f} |" for k, v in times.items()]
+    lines += [f"| {labels[k]} | {v * 1e3:.1f} | {b / v:.3g} |" for k, v in times.items()]
   share = slowdown = None
   if {"data", "loop", "compute"} <= set(times):
     share, slowdown = times["data"] / times["loop"], 1.0 - times["compute"] / times["loop"]
