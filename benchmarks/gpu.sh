@@ -3,7 +3,7 @@
 # step time, images/s, tokens/s, MFU, XLA's and the allocator's peak memory (benchmarks/train_throughput.py) for
 # both tokenizers (with their StyleGAN discriminator and LPIPS-VGG16 of random weights) and the three priors (on
 # random 16x16 codes of 1024 entries), at the papers' batch per device (global batch / 8); then sampling ms/image
-# at batch 64 for each sampler (benchmarks/sampling.py: its demo-size networks).
+# at batch 64 of each recipe's own sampler at real width (benchmarks/sampling.py --configs) and the VQGAN decoder.
 #
 #   bash benchmarks/gpu.sh [OUTDIR]                      writes OUTDIR/gpu_*.{md,json} (default benchmarks/results)
 #   GPU_SH_SMOKE=1 bash benchmarks/gpu.sh /tmp/gpu_smoke   on a CPU: the same commands on shallower networks,
@@ -56,8 +56,12 @@ for recipe in "${RECIPES[@]}"; do
 done
 
 if [[ -z "${ONLY:-}" || " $ONLY " == *" sampling "* ]]; then
-  echo "=== sampling: ms/image at batch 64 ===" >&2
-  $PY benchmarks/sampling.py --batches=64 --repeats="$([[ "$SMOKE" == 1 ]] && echo 1 || echo 3)" \
-    --out="$OUT/gpu_sampling"
+  echo "=== sampling: the three ImageNet samplers at batch 64, bf16, and the MaskGIT VQGAN decoder ===" >&2
+  smoke=()
+  if [[ "$SMOKE" == 1 ]]; then smoke=(--set=network.depth=1 --tokenizer_set=model.channels=32 --batches=2); fi
+  $PY benchmarks/sampling.py --configs=configs/prior/maskgit_imagenet.py,configs/prior/ar_imagenet.py,\
+configs/prior/diffusion_imagenet.py --codes=1024:16x16 \
+    --tokenizer=configs/tokenizer/maskgit_vqgan_imagenet.py:data=synthetic --compute_dtype=bfloat16 \
+    --batches=64 --repeats="$([[ "$SMOKE" == 1 ]] && echo 1 || echo 3)" "${smoke[@]}" --out="$OUT/gpu_sampling"
 fi
 echo "gpu.sh: results in $OUT/gpu_*.md" >&2
