@@ -14,7 +14,7 @@ SCHEMAS = {"tokenizer": tokenizer_config, "prior": prior_config, "classifier": c
 
 # Each prior family's config file: configs/prior/<file>_<dataset>.py (`make demo PRIOR=...` uses Fashion-MNIST's).
 PRIOR_CONFIGS = {"maskgit": "maskgit", "autoregressive": "ar", "diffusion": "diffusion",
-                 "uniform_diffusion": "uniform_diffusion"}
+                 "uniform_diffusion": "uniform_diffusion", "mask_replace": "mask_replace"}
 PRIOR_DATASETS = ("fashion_mnist", "cifar10")
 
 

@@ -112,7 +112,10 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
     maskgit            fixed 2-D positions, guidance ramped linearly to 3 (docs/results.md, "Guidance annealing")
     autoregressive     no label smoothing; variants top_k, top_p
     diffusion          MD4: no label smoothing, 32 ancestral steps; variants schedule, grid, time_conditioning
-    uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning."""
+    uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning
+    mask_replace       VQ-Diffusion: T = 100, the paper's gbar_T = 0.9 and K bbar_T = 0.1, auxiliary weight 1e-3
+                       (the source's class-conditional configs/imagenet.yaml), time conditioning, 50 ancestral steps
+                       (the source's 2x fast inference); variants mask_end, replace_end, strategy, top_p."""
   c.prior.name = name
   if name == "maskgit":
     c.network.positions = "2d"
@@ -122,9 +125,15 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
   c.prior.label_smoothing = 0.0
   if name == "autoregressive":
     return {**PRIOR_VARIANTS, "top_k": ("sampling.top_k", int), "top_p": ("sampling.top_p", float)}
+  if name == "mask_replace":
+    c.prior.uniform_steps, c.prior.mask_end, c.prior.replace_end, c.prior.aux_weight = 100, 0.9, 0.1, 1e-3
+    c.prior.time_conditioning = True
+    c.sampling.steps = 50
+    return {**PRIOR_VARIANTS, "mask_end": ("prior.mask_end", float), "replace_end": ("prior.replace_end", float),
+            "strategy": ("sampling.strategy", str), "top_p": ("sampling.top_p", float)}
   if name not in ("diffusion", "uniform_diffusion"):
-    raise ConfigError(f"Unknown prior family {name!r}: choose maskgit, autoregressive, diffusion or "
-                      "uniform_diffusion.")
+    raise ConfigError(f"Unknown prior family {name!r}: choose maskgit, autoregressive, diffusion, "
+                      "uniform_diffusion or mask_replace.")
   c.sampling.steps = 32
   variants = {**PRIOR_VARIANTS, "schedule": ("prior.diffusion_schedule", str), "grid": ("sampling.grid", str)}
   if name == "uniform_diffusion":

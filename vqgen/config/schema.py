@@ -144,7 +144,7 @@ def prior_config() -> ml_collections.ConfigDict:
   c.data.flip_codes = False       # also train on the codes of the left-right mirrored training images
 
   c.prior = ml_collections.ConfigDict()
-  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion
+  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion | mask_replace
   c.prior.num_classes = 10        # 0 = unconditional
   c.prior.class_dropout = 0.1     # labels dropped to the null class (classifier-free guidance)
   c.prior.label_smoothing = 0.1   # maskgit / autoregressive
@@ -152,9 +152,12 @@ def prior_config() -> ml_collections.ConfigDict:
   c.prior.min_mask_ratio = 0.0             # maskgit
   c.prior.diffusion_schedule = "linear"    # diffusion: alpha(t)
   c.prior.diffusion_exponent = 2.0         # diffusion 'poly' schedule
-  c.prior.time_conditioning = False        # diffusion / uniform_diffusion: adaLN on t (MD4 runs fine without)
-  c.prior.uniform_steps = 100              # uniform_diffusion: T of the discrete-time ELBO
-  c.prior.aux_weight = 0.01                # uniform_diffusion: D3PM's auxiliary x_0 cross-entropy
+  c.prior.time_conditioning = False        # diffusion / uniform_diffusion / mask_replace: adaLN on t
+  c.prior.uniform_steps = 100              # uniform_diffusion / mask_replace: T of the discrete-time chain and ELBO
+  c.prior.aux_weight = 0.01                # uniform_diffusion / mask_replace: the auxiliary x_0 cross-entropy's
+                                           # weight (D3PM's lambda; VQ-Diffusion's lambda, on its T-scaled term)
+  c.prior.mask_end = 0.9                   # mask_replace: gbar_T, the probability a code is [MASK] at t = T
+  c.prior.replace_end = 0.1                # mask_replace: K bbar_T, the probability it is a uniform random code
 
   c.network = ml_collections.ConfigDict()
   # Sized for the 2-core CPU demo (about 0.24 s per step at batch 64); scale width/depth up on accelerators.
@@ -182,6 +185,8 @@ def prior_config() -> ml_collections.ConfigDict:
   c.sampling.grid = "cosine"              # diffusion time grid: uniform | cosine
   c.sampling.guidance_scale = 2.0         # 1 = conditional model (convention in priors/sampling.py)
   c.sampling.guidance_schedule = "constant"
+  c.sampling.strategy = "ancestral"       # mask_replace: ancestral | purity (Improved VQ-Diffusion)
+  c.sampling.purity_weight = 1.0          # mask_replace purity: r, how much purer tokens are sharpened
 
   c.evaluation = ml_collections.ConfigDict()
   c.evaluation.metrics = True             # Frechet distance / precision-recall / class accuracy of samples

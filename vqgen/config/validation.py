@@ -11,6 +11,7 @@ from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCR
 from vqgen.nn import transformer
 from vqgen.priors import PRIORS, heads, sampling, schedules
 from vqgen.priors.diffusion import GRIDS
+from vqgen.priors.mask_replace_diffusion import MASK_START, STRATEGIES
 from vqgen.quantizers import QUANTIZERS, build_quantizer
 from vqgen.tokenizers.adversarial import GAN_LOSSES
 from vqgen.tokenizers.conv import ACTIVATIONS, DOWNSAMPLES
@@ -163,6 +164,7 @@ def _validate_prior(c) -> None:
   _one_of(c, "prior.diffusion_schedule", schedules.ALPHA_SCHEDULES)
   _one_of(c, "sampling.grid", GRIDS)
   _one_of(c, "sampling.guidance_schedule", sampling.GUIDANCE_SCHEDULES)
+  _one_of(c, "sampling.strategy", STRATEGIES)
   _one_of(c, "network.positions", transformer.POSITIONS)
   _one_of(c, "network.norm", transformer.NORMS)
   _one_of(c, "network.mlp", transformer.MLPS)
@@ -186,8 +188,10 @@ def _validate_prior(c) -> None:
     _check(0 <= c[section][name] < 1, key, c[section][name], "must be in [0, 1)")
   _positive_ints(c, ("prior.uniform_steps",))
   _check(c.prior.aux_weight >= 0, "prior.aux_weight", c.prior.aux_weight, "must be >= 0")
-  _check(c.prior.name != "uniform_diffusion" or c.network.head == "full", "network.head", c.network.head,
-         "must be 'full' for uniform_diffusion (its posterior sums over every code)")
+  _check(c.prior.name not in ("uniform_diffusion", "mask_replace") or c.network.head == "full", "network.head",
+         c.network.head, f"must be 'full' for {c.prior.name} (its posterior sums over every code)")
+  if c.prior.name == "mask_replace":
+    _validate_mask_replace(c)
   _check(0 <= c.prior.min_mask_ratio <= 1, "prior.min_mask_ratio", c.prior.min_mask_ratio, "must be in [0, 1]")
   _check(c.sampling.temperature > 0, "sampling.temperature", c.sampling.temperature, "must be > 0")
   _check(0 < c.sampling.top_p <= 1, "sampling.top_p", c.sampling.top_p, "must be in (0, 1]")
@@ -210,6 +214,20 @@ def _validate_prior(c) -> None:
          "must be DATASET:SPLIT (e.g. imagenet2012:train), an existing statistics .npz, or '' (the tokenizer's "
          "training split)")
   _check(e.num_reference >= 0, "evaluation.num_reference", e.num_reference, "must be >= 0 (0 = the whole split)")
+
+
+def _validate_mask_replace(c) -> None:
+  p = c.prior
+  _check(p.uniform_steps >= 2, "prior.uniform_steps", p.uniform_steps, "must be >= 2 for mask_replace (T)")
+  _check(MASK_START <= p.mask_end <= 1, "prior.mask_end", p.mask_end,
+         f"must be in [{MASK_START}, 1] (the [MASK] probability at t = T; it starts at {MASK_START})")
+  _check(1e-6 <= p.replace_end <= 1, "prior.replace_end", p.replace_end,
+         "must be in [1e-6, 1] (the uniform-replacement probability at t = T; it starts at 1e-6)")
+  _check(p.mask_end + p.replace_end <= 1 + 1e-12, "prior.replace_end", p.replace_end,
+         f"plus prior.mask_end={p.mask_end} must be <= 1 (the rest keeps the code)")
+  _check(c.sampling.steps <= p.uniform_steps, "sampling.steps", c.sampling.steps,
+         f"must be <= prior.uniform_steps={p.uniform_steps} for mask_replace (its sampler jumps on the T-step chain)")
+  _check(c.sampling.purity_weight >= 0, "sampling.purity_weight", c.sampling.purity_weight, "must be >= 0")
 
 
 def _validate_classifier(c) -> None:

@@ -45,7 +45,7 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
       heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, norm=n.norm,
       mlp=n.mlp, head=n.head,
       head_groups=n.head_groups, class_dropout=p.class_dropout,
-      time_conditioning=p.name in ("diffusion", "uniform_diffusion") and p.time_conditioning,
+      time_conditioning=p.name in ("diffusion", "uniform_diffusion", "mask_replace") and p.time_conditioning,
       dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
   objective = {
       "maskgit": dict(mask_schedule=p.mask_schedule, min_mask_ratio=p.min_mask_ratio,
@@ -54,6 +54,8 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
       "diffusion": dict(schedule=p.diffusion_schedule, exponent=p.diffusion_exponent),
       "uniform_diffusion": dict(schedule=p.diffusion_schedule, exponent=p.diffusion_exponent,
                                 num_steps=p.uniform_steps, aux_weight=p.aux_weight),
+      "mask_replace": dict(num_steps=p.uniform_steps, mask_end=p.mask_end, replace_end=p.replace_end,
+                           aux_weight=p.aux_weight),
   }
   if p.name not in PRIORS:
     raise ValueError(f"Unknown prior {p.name!r}; choose one of {list(PRIORS)}.")
@@ -69,6 +71,8 @@ def sampler_kwargs(config) -> dict:
     return dict(common, steps=s.steps, schedule=s.mask_schedule, choice_temperature=s.choice_temperature)
   if config.prior.name in ("diffusion", "uniform_diffusion"):
     return dict(common, steps=s.steps, grid=s.grid)
+  if config.prior.name == "mask_replace":
+    return dict(common, steps=s.steps, strategy=s.strategy, purity_weight=s.purity_weight)
   return common
 
 
