@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 WORKDIR ?= runs/demo
 PRIOR ?= maskgit
+TEST_WORKERS ?= 2
 TOKENIZER ?= fsq
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 PY := $(VENV)/bin/python
@@ -34,8 +35,9 @@ data:
 demo: setup data
 	$(PY) -m vqgen.demo --workdir=$(WORKDIR) --prior=$(PRIOR) --tokenizer=$(TOKENIZER)
 
+# The suite on TEST_WORKERS processes (pytest-xdist), whole files per worker so module fixtures are built once.
 test: setup data
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 benchmark: setup data
 	$(PY) benchmarks/train_throughput.py

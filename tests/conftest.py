@@ -103,6 +103,10 @@ def lpips_npz(tmp_path_factory):
   return str(path)
 
 
+# Tokenizers of synthetic images whose codes feed prior tests: a few hundred images (the whole train split is 10k;
+# extracting its codes would dominate the test).
+SMALL_SPLITS = {"data.train_split": "train[:256]", "data.eval_split": "test[:64]"}
+
 # Recipes train on a mesh with a 4-way fsdp axis, then must restore on meshes of other shapes.
 FSDP_FLAGS = ["--config.mesh.data=2", "--config.mesh.fsdp=4"]
 
@@ -126,3 +130,15 @@ def assert_restores_on_other_meshes(workdir, stage_class) -> None:
   assert len(leaves[0]) == len(leaves[1]) > 0
   for a, b in zip(*leaves):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# The heaviest files first (about 200 s down to 60 s each, run alone on a 2-core CPU). `make test`'s workers take
+# whole files in collection order: the long ones start at once and the short ones fill the end, so no worker idles
+# while the other finishes a long file.
+HEAVY_FIRST = ["test_configs_smoke.py", "test_vqgan.py", "test_faults.py", "test_prior_stage.py", "test_notebooks.py",
+               "test_cifar10.py", "test_imagenet_priors.py", "test_priors.py"]
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept

@@ -180,3 +180,29 @@ def test_random_flip_is_a_training_option_of_the_stage_only(tiny):
   mesh = sharding_lib.make_mesh(1, 1, 1, devices=jax.devices()[:1])
   for x, y in zip(plain.eval_batches(mesh), flipping.eval_batches(mesh)):
     np.testing.assert_array_equal(x["image"], y["image"])
+
+
+@pytest.mark.parametrize("split, expected", [
+    ("test[:512]", range(0, 512)), ("test[100:200]", range(100, 200)), ("test[-1000:]", range(9000, 10000)),
+    ("test[:10%]", range(0, 1000)), ("test[25%:50%]", range(2500, 5000)), ("test[9990:]", range(9990, 10000))])
+def test_split_slicing_as_tfds_selects_those_records(split, expected):
+  """`name[start:stop]` (integers, negatives, percentages) on the local sources: TFDS's syntax, the same records."""
+  whole, part = FashionMNIST("test"), make_source("fashion_mnist", split)
+  assert len(part) == len(expected)
+  for i in (0, len(expected) // 2, len(expected) - 1):
+    np.testing.assert_array_equal(part[i]["image"], whole[expected[i]]["image"])
+    assert part[i]["label"] == whole[expected[i]]["label"]
+  synthetic = make_source("synthetic", "train[10:20]", image_size=8, channels=3)
+  np.testing.assert_array_equal(synthetic[3]["image"], SyntheticImages("train", image_size=8, channels=3)[13]["image"])
+  with pytest.raises(IndexError):
+    part[len(expected)]
+
+
+def test_bad_split_slices_say_the_syntax():
+  for split in ("test[:5", "test[a:b]", "test[1:2:3]"):
+    with pytest.raises(ValueError, match="NAME\\[START:STOP\\]"):
+      make_source("fashion_mnist", split)
+  with pytest.raises(ValueError, match="selects no record"):
+    make_source("fashion_mnist", "test[20000:]")
+  with pytest.raises(ValueError, match="split must be one of"):
+    make_source("fashion_mnist", "validation[:10]")

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import FSDP_FLAGS, assert_restores_on_other_meshes, tiny_config
+from conftest import FSDP_FLAGS, SMALL_SPLITS, assert_restores_on_other_meshes, tiny_config
 from test_config import CONFIG_FILES, load
 from test_prior_stage import PRIOR_TINY
 from vqgen import config as config_lib
@@ -23,7 +23,8 @@ def codes_1024_tokenizer(tmp_path_factory):
   """16x16 codes of 1024 FSQ levels (8, 8, 4, 4): the shape and vocabulary of MaskGIT's ImageNet VQGAN codes."""
   workdir = str(tmp_path_factory.mktemp("tokenizer_16x16"))
   run(tiny_config(**{"data.name": "synthetic", "data.image_size": 32, "data.channels": 3, "model.patch_size": 2,
-                     "train.steps": 2, "quantizer": config_lib.quantizer_config("fsq", levels=(8, 8, 4, 4))}),
+                     "train.steps": 2, "quantizer": config_lib.quantizer_config("fsq", levels=(8, 8, 4, 4)),
+                     **SMALL_SPLITS}),
       workdir)
   return workdir
 
@@ -67,15 +68,16 @@ def test_flip_codes_adds_the_codes_of_the_mirrored_images(codes_1024_tokenizer):
 
   path = next(p for p in IMAGENET_PRIORS if p.endswith("ar_imagenet.py"))
   stage = PriorStage(load(f"{path}:tokenizer={codes_1024_tokenizer}", *PRIOR_TINY))
-  plain = stage.codes("train")["codes"]
+  split = stage.tokenizer_config.data.train_split
+  plain = stage.codes(split)["codes"]
   n = len(plain)
   assert stage.config.data.flip_codes and len(stage.train_codes["codes"]) == 2 * n
   np.testing.assert_array_equal(stage.train_codes["codes"][:n], plain)
   np.testing.assert_array_equal(stage.train_codes["labels"][n:], stage.train_codes["labels"][:n])
-  source = data_source(stage.tokenizer_config.data, "train")
+  source = data_source(stage.tokenizer_config.data, split)
   for i in (0, 7, n - 1):
     mirrored = np.asarray(source[i]["image"], np.float32)[None, :, ::-1] / 255.0
     direct = np.asarray(stage.tokenizer.encode(jnp.asarray(mirrored)))[0]
     np.testing.assert_array_equal(stage.train_codes["codes"][n + i], direct)
   assert not np.array_equal(stage.train_codes["codes"][n:], plain)
-  assert len(glob.glob(os.path.join(codes_1024_tokenizer, "codes", "train-flipped-*.npz"))) == 1
+  assert len(glob.glob(os.path.join(codes_1024_tokenizer, "codes", "train_256-flipped-*.npz"))) == 1

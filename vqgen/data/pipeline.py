@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from vqgen.data.fashion_mnist import FashionMNIST
+from vqgen.data.splits import sliced
 from vqgen.data.synthetic import SyntheticImages
 from vqgen.data.tfds_source import TFDSSource
 
@@ -12,13 +13,14 @@ from vqgen.data.tfds_source import TFDSSource
 def make_source(name: str, split: str, data_dir: str | None = None, *, image_size: int | None = None,
                 channels: int | None = None):
   """`fashion_mnist` reads the local IDX files; `synthetic` makes images of image_size x image_size x channels
-  (data/synthetic.py); any other name is a prepared TFDS dataset."""
+  (data/synthetic.py); any other name is a prepared TFDS dataset. Every split may be sliced as in TFDS:
+  `train[:512]`, `test[10%:20%]` (data/splits.py)."""
   if name == "fashion_mnist":
-    return FashionMNIST(split, data_dir or None)
+    return sliced(lambda s: FashionMNIST(s, data_dir or None), split)
   if name == "synthetic":
     if image_size is None or channels is None:
       raise ValueError("The synthetic source needs image_size and channels (config.data).")
-    return SyntheticImages(split, image_size=image_size, channels=channels)
+    return sliced(lambda s: SyntheticImages(s, image_size=image_size, channels=channels), split)
   return TFDSSource(name, split, data_dir or None)
 
 

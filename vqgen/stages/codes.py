@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import zipfile
 
 import jax
@@ -75,7 +76,8 @@ def cached_codes(tokenizer_workdir: str, split: str, tokenizer, config, flip: bo
   d = config.data
   source = data_source(d, split)
   key = hashlib.sha256((_weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
-  name = f"{split}-flipped" if flip else split
+  safe = re.sub(r"[^\w.%-]+", "_", split).strip("_")  # train[:512] -> train_512 (the key tells the slices apart)
+  name = f"{safe}-flipped" if flip else safe
   path = os.path.join(tokenizer_workdir, "codes", f"{name}-{key[:16]}.npz")
   if jax.process_index() == 0 and os.path.exists(path) and not _readable(path):
     logging.warning("Code cache %s is unreadable (interrupted write or corruption): extracting again.", path)
