@@ -2,7 +2,8 @@
 
   python benchmarks/sampling.py [--repeats=3] [--batches=1,64]
       the demo sweep: the prior configs' demo-size networks (configs/prior/*_fashion_mnist.py) over 7x7 codes of
-      1000 entries, MaskGIT at T = 4 / 8 / 16, AR with and without its KV cache, masked diffusion at 32 / 128 steps
+      1000 entries, MaskGIT at T = 4 / 8 / 16, AR with and without its KV cache, masked diffusion at 32 / 128 steps,
+      uniform diffusion at 32, mask-and-replace at 50 (ancestral and purity)
   python benchmarks/sampling.py --configs=configs/prior/maskgit_imagenet.py,configs/prior/ar_imagenet.py,\
 configs/prior/diffusion_imagenet.py --codes=1024:16x16 \
       --tokenizer=configs/tokenizer/maskgit_vqgan_imagenet.py:data=synthetic [--compute_dtype=bfloat16]
@@ -42,9 +43,13 @@ DEMO_CASES = [("maskgit", "MaskGIT T=4", dict(steps=4)), ("maskgit", "MaskGIT T=
               ("autoregressive", "AR, KV cache", dict(use_cache=True)),
               ("autoregressive", "AR, no cache", dict(use_cache=False)),
               ("diffusion", "masked diffusion, 32 steps", dict(steps=32)),
-              ("diffusion", "masked diffusion, 128 steps", dict(steps=128))]
+              ("diffusion", "masked diffusion, 128 steps", dict(steps=128)),
+              ("uniform_diffusion", "uniform diffusion, 32 steps", dict(steps=32)),
+              ("mask_replace", "mask-and-replace, 50 steps", dict(steps=50)),
+              ("mask_replace", "mask-and-replace, purity, 50 steps", dict(steps=50, strategy="purity"))]
 DEMO_CONFIGS = {"maskgit": "maskgit_fashion_mnist.py", "autoregressive": "ar_fashion_mnist.py",
-                "diffusion": "diffusion_fashion_mnist.py"}
+                "diffusion": "diffusion_fashion_mnist.py", "uniform_diffusion": "uniform_diffusion_fashion_mnist.py",
+                "mask_replace": "mask_replace_fashion_mnist.py"}
 
 
 def best_time(fn, repeats):

@@ -48,7 +48,7 @@ from ml_collections import config_flags  # noqa: E402
 from vqgen import config as config_lib  # noqa: E402
 from vqgen.nn.transformer import swiglu_hidden  # noqa: E402
 from vqgen.priors.heads import Factorization  # noqa: E402
-from vqgen.stages import PriorStage, TokenizerStage, get_stage  # noqa: E402
+from vqgen.stages import PriorStage, TokenizerStage, build, get_stage  # noqa: E402
 from vqgen.tokenizers.perceptual_networks import VGG16LPIPS  # noqa: E402
 from vqgen.train import cost as cost_lib  # noqa: E402
 from vqgen.train import sharding as sharding_lib  # noqa: E402
@@ -176,7 +176,7 @@ class Bench:
         batch=global_batch, seq_len=seq_len, width=n.width, depth=n.depth,
         mlp_hidden=swiglu_hidden(n.width, n.mlp_ratio) if gated else n.mlp_ratio * n.width,
         vocab=vocab.groups * vocab.base, gated_mlp=gated,
-        conditioned=p.name in ("diffusion", "uniform_diffusion") and p.time_conditioning)
+        conditioned=build.time_conditioned(p))
 
   def largest_batch(self, budget_bytes: float, multiple: int = 1, start: int = 1) -> int:
     """The largest batch per device whose compiled step fits `budget_bytes` per device (cost.largest_batch)."""

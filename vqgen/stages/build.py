@@ -45,7 +45,7 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
       heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, norm=n.norm,
       mlp=n.mlp, head=n.head,
       head_groups=n.head_groups, class_dropout=p.class_dropout,
-      time_conditioning=p.name in ("diffusion", "uniform_diffusion", "mask_replace") and p.time_conditioning,
+      time_conditioning=time_conditioned(p),
       dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
   objective = {
       "maskgit": dict(mask_schedule=p.mask_schedule, min_mask_ratio=p.min_mask_ratio,
@@ -60,6 +60,11 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
   if p.name not in PRIORS:
     raise ValueError(f"Unknown prior {p.name!r}; choose one of {list(PRIORS)}.")
   return PRIORS[p.name](network, **objective[p.name])
+
+
+def time_conditioned(prior_section) -> bool:
+  """Whether config.prior's network takes the diffusion time t (adaLN): the diffusion families, when asked."""
+  return prior_section.name in ("diffusion", "uniform_diffusion", "mask_replace") and prior_section.time_conditioning
 
 
 def sampler_kwargs(config) -> dict:

@@ -77,7 +77,7 @@ class ClassifierStage(ImageStage):
 
 def cached_network(config, workdir: str, steps: int | None = None, what: str = "feature classifier"):
   """(model, test accuracy) of the classifier run `config`: restored from `workdir` when a run finished there, else
-  trained (or resumed) there first. `steps` shortens training (tests)."""
+  trained (or resumed) there first. `steps` shortens training and evaluates on one eval batch (tests)."""
   metrics_path = os.path.join(workdir, "metrics.json")
   if os.path.exists(metrics_path):
     try:
@@ -89,6 +89,7 @@ def cached_network(config, workdir: str, steps: int | None = None, what: str = "
   if steps:
     config.train.steps = steps
     config.train.log_every = config.train.checkpoint_every = min(steps, config.train.log_every)
+    config.data.eval_limit = config.data.eval_batch_size
   config.lock()
   check(config, workdir)
   writers.say(f"Training the Fashion-MNIST {what} in {workdir} (once; it is cached) ...")
