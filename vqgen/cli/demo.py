@@ -55,8 +55,11 @@ def main():
   writers.write_text(os.path.join(workdir, "metrics.json"), json.dumps(results, indent=2))
   print(f"\nTokenizer: test PSNR {tokenizer['test_psnr']:.2f} dB, codebook usage "
         f"{100 * tokenizer['codebook_usage']:.1f}% ({minutes_1:.1f} min)")
-  nll = f", NLL {prior['val_masked_nll']:.3f} per masked token" if "val_masked_nll" in prior else ""
-  print(f"Prior ({FLAGS.prior}): validation loss {prior['val_loss']:.3f} nats/token (the training objective{nll}), "
+  # The objective's unit is the family's (nats per token for MaskGIT and AR, per image for the diffusions).
+  nll = f"; NLL {prior['val_masked_nll']:.3f} nats per masked token" if "val_masked_nll" in prior else ""
+  if "val_bits_per_token" in prior:
+    nll = f"; {prior['val_bits_per_token']:.3f} bits/token, {prior['likelihood']}"
+  print(f"Prior ({FLAGS.prior}): validation loss {prior['val_loss']:.3f} (the training objective{nll}), "
         f"{prior['sample_forward_passes']} forward passes per batch of samples ({minutes - minutes_1:.1f} min)")
   if "sample_fd" in prior:
     print(format_scores(prior))
