@@ -2,12 +2,15 @@
 
 Writes <output>/samples.npz (`tokens`, `images` float32 NHWC in [0, 1], `labels`) and samples.png (one row per
 class), and prints the sequential forward passes (NFE) and the wall-clock. Sampler flags left unset take the
-values of the run's config.sampling; `--metrics` also scores the samples (evaluation/samples.py).
+values of the run's config.sampling; `--metrics` also scores the samples (evaluation/samples.py). `--known=edit.npz`
+edits (inpainting, completion; any prior): its `codes` [num_samples, *code shape] hold the known codes and the
+codebook size (the prior's mask id) where a code is to be sampled; known codes come back unchanged.
 """
 
 import os
 
 import jax
+import numpy as np
 from absl import flags
 
 from vqgen import config as config_lib
@@ -26,6 +29,8 @@ flags.DEFINE_bool("overwrite", False, "Replace samples.npz / samples.png in the 
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_integer("batch_size", None, "Sampling batch size (default config.sampling.batch_size).",
                      lower_bound=1)
+flags.DEFINE_string("known", "", "Editing: an .npz whose `codes` [num_samples, *code shape] hold known codes and the "
+                    "codebook size where a code is to be sampled.")
 flags.DEFINE_bool("metrics", False, "Score the samples (Frechet distance, precision/recall, class accuracy).")
 # Sampler settings: each overrides config.sampling.<name> of the run.
 SAMPLER_FLAGS = {"steps": flags.DEFINE_integer, "temperature": flags.DEFINE_float, "top_k": flags.DEFINE_integer,
@@ -58,9 +63,16 @@ def main():
     console.fail(str(e))
   if not num_classes:
     labels[:] = prior.network.vocab.null_label
+  known = None
+  if FLAGS.known:
+    with np.load(FLAGS.known) as f:
+      known = f["codes"]
+    if known.shape != (len(labels),) + tuple(stage.code_shape):
+      console.fail(f"--known: `codes` must be [{len(labels)}, {', '.join(map(str, stage.code_shape))}] "
+                   f"(--num_samples, the code shape), got {list(known.shape)} in {FLAGS.known}.")
   generator = Generator(prior, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config))
   samples = generator(labels, jax.random.key(FLAGS.seed), min(FLAGS.batch_size or config.sampling.batch_size,
-                                                              len(labels)))
+                                                              len(labels)), codes=known)
   save_samples(output, samples, num_classes)
   print(f"{len(labels)} samples from {config.prior.name} in {samples['seconds']:.2f} s "
         f"({samples['ms_per_image']:.2f} ms/image, compile {samples['compile_seconds']:.1f} s); "

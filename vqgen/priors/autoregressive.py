@@ -5,6 +5,10 @@ Decoding runs inside `jax.jit` as one `lax.fori_loop` over positions with a stat
 cache (one forward of a single token per position); `use_cache=False` recomputes the full causal forward at
 every position instead (the slow reference path, for benchmarks and tests). Temperature, top-k, top-p and
 classifier-free guidance (sampling.py's convention; the batch is doubled with the null class) apply per step.
+Prefix completion / editing (`codes`, base.py's convention): at a known position the known code is fed instead of a
+sample (to both halves of a guided batch). For a raster prefix this is exact conditioning, p(suffix | c, prefix);
+for any other known set each code is conditioned only on the codes before it in raster order (a known code later
+in the raster is not looked ahead at), as taming-transformers' completion samples are made.
 """
 
 import jax
@@ -40,10 +44,12 @@ class Autoregressive(nnx.Module):
 
   def sample(self, rng: jax.Array, labels: jax.Array, *, temperature: float = 1.0, top_k: int = 0,
              top_p: float = 1.0, guidance_scale: float = 1.0, guidance_schedule: str = "constant",
-             use_cache: bool = True) -> jax.Array:
-    """Codes [B, N] sampled left to right."""
+             use_cache: bool = True, codes: jax.Array | None = None) -> jax.Array:
+    """Codes [B, N] sampled left to right; where `codes` [B, N] is not the mask id, its code is kept and fed."""
     net, vocab = self.network, self.network.vocab
     b, n = labels.shape[0], net.num_tokens
+    editing = codes is not None
+    given, known = net.known(codes, b) if editing else (None, None)
     guided = guidance_scale != 1.0
     cond_labels = jnp.concatenate([labels, jnp.full_like(labels, vocab.null_label)]) if guided else labels
     width = cond_labels.shape[0]
@@ -66,6 +72,8 @@ class Autoregressive(nnx.Module):
         logits = guided_logits(cond, uncond, scale)
       digits = sample_digits(jax.random.fold_in(rng, i), logits, temperature, top_k, top_p)
       code = net.factorization.compose(digits)
+      if editing:  # feed the known code at position i
+        code = jnp.where(known[:, i], given[:, i], code)
       codes = codes.at[:, i].set(code)
       fed = jnp.concatenate([code, code]) if guided else code
       ids = jax.lax.dynamic_update_slice_in_dim(ids, fed[:, None], jnp.minimum(i + 1, n - 1), axis=1) \

@@ -1,8 +1,11 @@
-"""What the three priors share: token ids, embedding, transformer, head, class conditioning and guidance.
+"""What the priors share: token ids, embedding, transformer, head, class conditioning and guidance.
 
 Sequences are [class token, code_1 .. code_N] with codes in raster order over the tokenizer's code grid. The
 class token carries the label; labels are replaced by the null class with probability `class_dropout` during
 training, which trains the unconditional model used by classifier-free guidance (sampling.py's convention).
+Editing (inpainting, prefix completion, resampling a region) has one convention for every prior:
+`sample(rng, labels, *, codes=None, ...)` with `codes` [B, N] holding the known codes and the mask id where unknown
+(`PriorNetwork.known`); known codes come back unchanged. What each family does with them is in its sampler.
 """
 
 import math
@@ -72,6 +75,16 @@ class PriorNetwork(nnx.Module):
       hidden, cache = out
       return self.head(hidden), cache
     return self.head(out)
+
+  def known(self, codes, batch: int) -> tuple[jax.Array, jax.Array]:
+    """The editing convention of every prior's `sample(rng, labels, *, codes=None, ...)`: `codes` [B, N] holds the
+    known codes and `vocab.mask_id` where unknown. Returns (codes int32 [B, N], known bool [B, N])."""
+    codes = jnp.asarray(codes)
+    if codes.shape != (batch, self.num_tokens):
+      raise ValueError(f"codes must be [B, N] = [{batch}, {self.num_tokens}] (known codes, mask id "
+                       f"{self.vocab.mask_id} where unknown), got shape {codes.shape}.")
+    codes = codes.astype(jnp.int32)
+    return codes, codes != self.vocab.mask_id
 
   def guided(self, codes: jax.Array, labels: jax.Array, scale, *, t=None) -> jax.Array:
     """Code logits [B, N, G, V] for the code ids [B, N] under classifier-free guidance at `scale` (one pass over

@@ -10,6 +10,11 @@ Ancestral sampler over a grid 1 = t_S > ... > t_0 = 0 (uniform, or cosine t_i = 
 s each masked token is revealed with probability (alpha_s - alpha_t) / (1 - alpha_t), its value drawn from the
 model; tokens never change once revealed, and any mask left after the last step is filled by the last step's
 argmax.
+Editing (`codes`, base.py's convention): the chain starts from z_1 = the known codes, masks elsewhere; known tokens
+are never masked, so only unknown ones are revealed (each with the probability above, which counts no known token)
+and the final fill touches masks only. The reverse of a forward process that never masks the known set, this is
+exact conditioning p(x | x_known) for an exact model: the posterior keeps unmasked tokens, and p(x_0 | z_t) depends
+on z_t alone (MD4 sec. 3; a time-conditioned network sees more unmasked tokens at large t than in training).
 """
 
 import jax
@@ -69,8 +74,9 @@ class MaskedDiffusion(nnx.Module):
 
   def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 32, grid: str = "cosine",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
-             guidance_schedule: str = "constant") -> jax.Array:
-    """Codes [B, N] by ancestral sampling from all-mask at t = 1 down to t = 0 in `steps` network calls."""
+             guidance_schedule: str = "constant", codes: jax.Array | None = None) -> jax.Array:
+    """Codes [B, N] by ancestral sampling from all-mask (or from `codes`, mask id where unknown) at t = 1 down to
+    t = 0 in `steps` network calls."""
     net, vocab = self.network, self.network.vocab
     b, n = labels.shape[0], net.num_tokens
     times = time_grid(steps, grid)
@@ -88,7 +94,7 @@ class MaskedDiffusion(nnx.Module):
       z = jnp.where((z == vocab.mask_id) & reveal, x, z)
       return z, net.factorization.compose(jnp.argmax(logits, -1).astype(jnp.int32))
 
-    z0 = jnp.full((b, n), vocab.mask_id, jnp.int32)
+    z0 = jnp.full((b, n), vocab.mask_id, jnp.int32) if codes is None else net.known(codes, b)[0]
     z, greedy = jax.lax.fori_loop(0, steps, step, (z0, z0))
     return jnp.where(z == vocab.mask_id, greedy, z)
 

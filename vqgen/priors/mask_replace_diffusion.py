@@ -25,6 +25,13 @@ t_i = floor(i T / steps), where the source's `sample_fast` uses the one-step pos
 Guidance (sampling.py's convention) is the source's `cf + s (c - cf)` on log p(x_0 | x_t), renormalised, before
 truncation (VQ-Diffusion's truncation r is `top_p`); the unconditional half uses the null class token, a learned
 embedding trained by class dropout: Improved VQ-Diffusion's learnable null, for class labels.
+Editing (`codes`, base.py's convention): known tokens are masked and replaced by the forward process like any other,
+so instead of clamping them, their x_t is drawn from q(x_t | x_0 = known) = Qbar_t[x_0] at t = T and after every
+step (RePaint's conditioning on the known region, Lugmayr et al. 2022, without its resampling): the network sees
+them with the noise it was trained on. The purity sampler counts and reveals unknown masked tokens only. The output
+holds exactly the known codes. `clamp_known=True` keeps them at their codes at every step instead (the simple choice):
+for the exact denoiser of a toy data set it conditions more strongly (tests/test_editing.py), notably for `purity`,
+which keeps the unknown tokens it revealed while the known ones were still mostly [MASK] until its last step.
 """
 
 import math
@@ -94,6 +101,16 @@ def posterior_log_probs(log_p_x0: jax.Array, x_t: jax.Array, coef) -> jax.Array:
   return jnp.where((x_t == k)[..., None], if_mask, if_code)
 
 
+def corrupt(key: jax.Array, x_0: jax.Array, cum_t, codebook_size: int) -> jax.Array:
+  """x_t ~ q(x_t | x_0) = Qbar_t[x_0] for cum_t = (abar_t, bbar_t, gbar_t): [MASK] (id K) with probability gbar_t,
+  x_0 with abar_t, else a uniform code (K bbar_t)."""
+  k_noise, k_code = jax.random.split(key)
+  a_t, _, g_t = cum_t
+  u = jax.random.uniform(k_noise, x_0.shape)
+  replaced = jax.random.randint(k_code, x_0.shape, 0, codebook_size, jnp.int32)
+  return jnp.where(u < g_t, codebook_size, jnp.where(u < g_t + a_t, x_0, replaced))
+
+
 class MaskReplaceDiffusion(nnx.Module):
   # `bits_per_token` is the T-step negative ELBO with its prior term, without the auxiliary term: an upper bound on
   # the codes' negative log-likelihood given the class, estimated with one step per sequence.
@@ -145,8 +162,11 @@ class MaskReplaceDiffusion(nnx.Module):
 
   def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 50, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0, guidance_schedule: str = "constant",
-             strategy: str = "ancestral", purity_weight: float = 1.0) -> jax.Array:
+             strategy: str = "ancestral", purity_weight: float = 1.0, codes: jax.Array | None = None,
+             clamp_known: bool = False) -> jax.Array:
     """Codes [B, N]: from x_T ~ p(x_T), `steps` network calls on the grid t_i = floor(i T / steps), i = steps .. 0.
+    With `codes` (mask id where unknown), known tokens are redrawn from q(x_s | x_0 = known) after each step, or with
+    `clamp_known` kept at their codes throughout, and returned exactly (module docstring).
 
     ancestral  x_s ~ p(x_s | x_t) (the posterior above); the last step, to s = 0, draws every token from
                p(x_0 | x_{t_1}).
@@ -169,6 +189,16 @@ class MaskReplaceDiffusion(nnx.Module):
     coef = jnp.asarray(coefficients(cum, s_to, t_from, k))
     keep_share = jnp.asarray(cum[s_to, 2] / cum[t_from, 2], jnp.float32)
     times = jnp.asarray(t_from / big_t, jnp.float32)
+    k_mask, k_code, rng = jax.random.split(rng, 3)
+    editing = codes is not None
+    if editing:
+      given, known = net.known(codes, b)
+      cum_s = jnp.asarray(cum[s_to], jnp.float32)
+      edit_key = jax.random.fold_in(k_mask, 1)
+
+      def replace(j, x, cum_t):  # the known tokens of x_t: drawn from q(x_t | x_0 = known), or clamped
+        return jnp.where(known, given if clamp_known else corrupt(jax.random.fold_in(edit_key, j), given, cum_t, k),
+                         x)
 
     def step(j, x):
       key = jax.random.fold_in(rng, j)
@@ -177,22 +207,29 @@ class MaskReplaceDiffusion(nnx.Module):
       log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
       last = j == steps - 1
       if strategy == "purity":
-        return jnp.where(last, jax.random.categorical(key, log_p, -1).astype(jnp.int32),
-                         self._purity_step(jax.random.fold_in(key, 1), x, log_p, keep_share[j], purity_weight))
-      log_post = posterior_log_probs(log_p, x, coef[j])
-      log_post = log_post.at[..., k].set(jnp.where(last, -jnp.inf, log_post[..., k]))
-      return jax.random.categorical(key, log_post, -1).astype(jnp.int32)
+        candidates = (x == k) & ~known if editing else None
+        x = jnp.where(last, jax.random.categorical(key, log_p, -1).astype(jnp.int32),
+                      self._purity_step(jax.random.fold_in(key, 1), x, log_p, keep_share[j], purity_weight,
+                                        candidates))
+      else:
+        log_post = posterior_log_probs(log_p, x, coef[j])
+        log_post = log_post.at[..., k].set(jnp.where(last, -jnp.inf, log_post[..., k]))
+        x = jax.random.categorical(key, log_post, -1).astype(jnp.int32)
+      return replace(j, x, cum_s[j]) if editing else x
 
-    k_mask, k_code, rng = jax.random.split(rng, 3)
     x_big_t = jnp.where(jax.random.uniform(k_mask, (b, n)) < cum[-1, 2], k,
                         jax.random.randint(k_code, (b, n), 0, k, jnp.int32))
-    return jax.lax.fori_loop(0, steps, step, x_big_t)
+    if not editing:
+      return jax.lax.fori_loop(0, steps, step, x_big_t)
+    x_big_t = replace(steps, x_big_t, jnp.asarray(cum[-1], jnp.float32))
+    return jnp.where(known, given, jax.lax.fori_loop(0, steps, step, x_big_t))
 
   @staticmethod
-  def _purity_step(key, x, log_p, keep_share, purity_weight):
+  def _purity_step(key, x, log_p, keep_share, purity_weight, candidates=None):
+    """One purity step; `candidates` (default: the masked tokens) are the masked tokens it counts and reveals."""
     k = log_p.shape[-1]
     k_select, k_value = jax.random.split(key)
-    masked = x == k
+    masked = x == k if candidates is None else candidates
     purity = jnp.max(jnp.exp(log_p), -1)
     purity = purity / jnp.max(purity, -1, keepdims=True)
     values = jax.random.categorical(k_value, (1.0 + purity_weight * purity)[..., None] * log_p, -1)

@@ -71,7 +71,7 @@ class MaskGIT(nnx.Module):
     net, vocab = self.network, self.network.vocab
     schedule = schedule or self.mask_schedule
     b, n = labels.shape[0], net.num_tokens
-    cur = jnp.full((b, n), vocab.mask_id, jnp.int32) if codes is None else codes.astype(jnp.int32)
+    cur = jnp.full((b, n), vocab.mask_id, jnp.int32) if codes is None else net.known(codes, b)[0]
     unknown_start = jnp.sum(cur == vocab.mask_id, -1)
 
     def step(t, carry):

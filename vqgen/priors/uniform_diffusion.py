@@ -11,6 +11,12 @@ The network predicts p(x_0 | x_t) (x_0-parameterisation) and p(x_s = j | x_t) = 
 Loss: the discrete-time negative ELBO with T steps, T E_{i ~ U{1..T}} sum_n KL(q(x_s | x_t, x_0) || p(x_s | x_t))
 at t = i/T, s = (i-1)/T, plus D3PM's auxiliary cross-entropy `aux_weight` * -log p(x_0 | x_t). Needs the full
 softmax head (the posterior sums over all codes). Guidance (sampling.py's convention) applies to log p(x_0 | x_t).
+Editing (`codes`, base.py's convention): a known token is corrupted by the forward process like any other, so
+instead of clamping it, its x_t is drawn from q(x_t | x_0 = known) at t = 1 and after every step (RePaint's
+conditioning on the known region, Lugmayr et al. 2022, without its resampling): the network then sees known tokens
+with the noise it was trained on, and the unknown ones follow p(x_s | x_t). The output holds exactly the known codes.
+`clamp_known=True` keeps them at their codes at every step instead (the simple choice): for the exact denoiser of a
+toy data set it conditions more strongly (tests/test_editing.py), as fresh noise discards what the known codes say.
 """
 
 import jax
@@ -34,6 +40,13 @@ def posterior_log_probs(log_p_x0: jax.Array, x_t: jax.Array, alpha_t, alpha_s) -
   p = jnp.exp(log_p_x0)
   mix = alpha_s * p / z + (1.0 - alpha_s) / k * jnp.sum(p / z, -1, keepdims=True)
   return jnp.log(big_a) + jnp.log(jnp.maximum(mix, 1e-30))
+
+
+def corrupt(key: jax.Array, x_0: jax.Array, alpha_t, k: int) -> jax.Array:
+  """x_t ~ q(x_t | x_0): x_0 with probability alpha(t), else a uniformly random code."""
+  k_keep, k_noise = jax.random.split(key)
+  keep = jax.random.uniform(k_keep, x_0.shape) < alpha_t
+  return jnp.where(keep, x_0, jax.random.randint(k_noise, x_0.shape, 0, k, jnp.int32))
 
 
 class UniformDiffusion(nnx.Module):
@@ -84,11 +97,23 @@ class UniformDiffusion(nnx.Module):
 
   def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 32, grid: str = "cosine",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
-             guidance_schedule: str = "constant") -> jax.Array:
-    """Codes [B, N]: from uniform noise at t = 1, `steps` ancestral steps of p(x_s | x_t) down to t = 0."""
+             guidance_schedule: str = "constant", codes: jax.Array | None = None,
+             clamp_known: bool = False) -> jax.Array:
+    """Codes [B, N]: from uniform noise at t = 1, `steps` ancestral steps of p(x_s | x_t) down to t = 0. With
+    `codes` (mask id where unknown), known tokens are redrawn from q(x_s | x_0 = known) after each step, or with
+    `clamp_known` kept at their codes throughout, and returned exactly (module docstring)."""
     net, k = self.network, self.network.vocab.codebook_size
     b, n = labels.shape[0], net.num_tokens
     times = time_grid(steps, grid)
+    init_key, rng = jax.random.split(rng)
+    editing = codes is not None
+    if editing:
+      given, known = net.known(codes, b)
+      edit_key = jax.random.fold_in(init_key, 1)
+
+      def replace(i, x, t):  # the known tokens of x_t: drawn from q(x_t | x_0 = known), or clamped
+        return jnp.where(known, given if clamp_known else corrupt(jax.random.fold_in(edit_key, i), given,
+                                                                  self.alpha(t), k), x)
 
     def step(i, x):
       t, s = times[steps - i], times[steps - i - 1]
@@ -97,10 +122,13 @@ class UniformDiffusion(nnx.Module):
                           t=jnp.full((b,), t) if net.time_conditioning else None)
       log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
       log_post = posterior_log_probs(log_p, x, self.alpha(t), self.alpha(s))
-      return jax.random.categorical(jax.random.fold_in(rng, i), log_post, -1).astype(jnp.int32)
+      x = jax.random.categorical(jax.random.fold_in(rng, i), log_post, -1).astype(jnp.int32)
+      return replace(i, x, s) if editing else x
 
-    init_key, rng = jax.random.split(rng)
-    return jax.lax.fori_loop(0, steps, step, jax.random.randint(init_key, (b, n), 0, k, jnp.int32))
+    x_1 = jax.random.randint(init_key, (b, n), 0, k, jnp.int32)
+    if not editing:
+      return jax.lax.fori_loop(0, steps, step, x_1)
+    return jnp.where(known, given, jax.lax.fori_loop(0, steps, step, replace(steps, x_1, times[steps])))
 
   @staticmethod
   def forward_passes(steps: int = 32, **_) -> int:

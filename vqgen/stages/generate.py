@@ -51,8 +51,9 @@ class Generator:
                  else sharding_lib.make_mesh(devices=list(sharding.device_set)[:1]))
     self.state_t = jax.device_put(self.state_t, sharding_lib.replicated(self.mesh))
 
-    def run(state_p, state_t, rng, labels):
-      tokens = nnx.merge(graph_p, state_p).sample(rng, labels, **sampler_kwargs)
+    def run(state_p, state_t, rng, labels, codes):
+      known = {} if codes is None else {"codes": codes.reshape(labels.shape[0], -1)}
+      tokens = nnx.merge(graph_p, state_p).sample(rng, labels, **sampler_kwargs, **known)
       tokens = tokens.reshape((labels.shape[0],) + self.code_shape)
       return tokens, jnp.clip(nnx.merge(graph_t, state_t).decode(tokens), 0.0, 1.0)
 
@@ -61,25 +62,36 @@ class Generator:
     self.compile_seconds = 0.0
     self._compiled = {}
 
-  def __call__(self, labels: np.ndarray, rng: jax.Array, batch_size: int) -> dict:
+  def __call__(self, labels: np.ndarray, rng: jax.Array, batch_size: int, codes: np.ndarray | None = None) -> dict:
     """Samples for every label, in batches (the last padded; the size rounded down to whole rows per device).
-    Returns tokens, images, labels, timing."""
+    `codes` [n, *code_shape] edits: known codes, the prior's mask id (the codebook size) where unknown; they come
+    back unchanged (priors/base.py's convention). Returns tokens, images, labels, timing."""
     n = len(labels)
     multiple = sharding_lib.batch_multiple(self.mesh)
     batch_size = max(multiple, batch_size // multiple * multiple)
-    padded = np.concatenate([labels, np.full(-n % batch_size, labels[-1], labels.dtype)])
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], -n % batch_size, 0)])
+    local = {"label": pad(labels)}
+    if codes is not None:
+      codes = np.asarray(codes, np.int32)
+      if len(codes) != n or codes.size != n * np.prod(self.code_shape, dtype=int):
+        raise ValueError(f"codes must be [{n}, {', '.join(map(str, self.code_shape))}] for {n} labels, got "
+                         f"{list(codes.shape)}.")
+      local["codes"] = pad(codes.reshape((n,) + self.code_shape))
     rows = sharding_lib.process_rows(batch_size, self.mesh)
-    batches = [sharding_lib.global_batch({"label": padded[i:i + batch_size][rows]}, self.mesh)["label"]
-               for i in range(0, len(padded), batch_size)]
-    if batch_size not in self._compiled:  # compiled apart from the timed sampling, once per batch size
+    batches = [sharding_lib.global_batch({k: v[i:i + batch_size][rows] for k, v in local.items()}, self.mesh)
+               for i in range(0, n + (-n % batch_size), batch_size)]
+    key = (batch_size, codes is not None)
+    if key not in self._compiled:  # compiled apart from the timed sampling, once per batch size (and editing)
       start = time.perf_counter()
-      self._compiled[batch_size] = self._run.lower(self.state_p, self.state_t, rng, batches[0]).compile()
+      self._compiled[key] = self._run.lower(self.state_p, self.state_t, rng, batches[0]["label"],
+                                            batches[0].get("codes")).compile()
       self.compile_seconds = time.perf_counter() - start
-    compiled = self._compiled[batch_size]
+    compiled = self._compiled[key]
     tokens, images = [], []
     start = time.perf_counter()
     for i, batch in enumerate(batches):
-      t, x = compiled(self.state_p, self.state_t, jax.random.fold_in(rng, i * batch_size), batch)
+      t, x = compiled(self.state_p, self.state_t, jax.random.fold_in(rng, i * batch_size), batch["label"],
+                      batch.get("codes"))
       tokens.append(sharding_lib.to_host(t))
       images.append(sharding_lib.to_host(x))
     seconds = time.perf_counter() - start
