@@ -2,8 +2,9 @@
 
   python benchmarks/sampling.py [--repeats=3] [--batches=1,64]
       the demo sweep: the prior configs' demo-size networks (configs/prior/*_fashion_mnist.py) over 7x7 codes of
-      1000 entries, MaskGIT at T = 4 / 8 / 16, AR with and without its KV cache, masked diffusion at 32 / 128 steps,
-      uniform diffusion at 32, mask-and-replace at 50 (ancestral and purity)
+      1000 entries, MaskGIT at T = 4 / 8 / 16, AR with and without its KV cache, masked diffusion at 32 / 128 steps
+      (and at 32 with MD4's ancestral and top-p samplers and ReMDM's cap and rescale remasking), uniform diffusion
+      at 32 (with and without a corrector step), mask-and-replace at 50 (ancestral and purity)
   python benchmarks/sampling.py --configs=configs/prior/maskgit_imagenet.py,configs/prior/ar_imagenet.py,\
 configs/prior/diffusion_imagenet.py --codes=1024:16x16 \
       --tokenizer=configs/tokenizer/maskgit_vqgan_imagenet.py:data=synthetic [--compute_dtype=bfloat16]
@@ -44,7 +45,14 @@ DEMO_CASES = [("maskgit", "MaskGIT T=4", dict(steps=4)), ("maskgit", "MaskGIT T=
               ("autoregressive", "AR, no cache", dict(use_cache=False)),
               ("diffusion", "masked diffusion, 32 steps", dict(steps=32)),
               ("diffusion", "masked diffusion, 128 steps", dict(steps=128)),
+              ("diffusion", "masked diffusion, MD4 ancestral, 32 steps", dict(steps=32, sampler="ancestral")),
+              ("diffusion", "masked diffusion, MD4 top-p 0.98, 32 steps", dict(steps=32, sampler="topp", top_p=0.98)),
+              ("diffusion", "masked diffusion, ReMDM cap 0.008, 32 steps", dict(steps=32, remask="cap",
+                                                                                remask_eta=0.008)),
+              ("diffusion", "masked diffusion, ReMDM rescale 0.015, 32 steps", dict(steps=32, remask="rescale",
+                                                                                    remask_eta=0.015)),
               ("uniform_diffusion", "uniform diffusion, 32 steps", dict(steps=32)),
+              ("uniform_diffusion", "uniform diffusion, 32 steps + 1 corrector", dict(steps=32, corrector_steps=1)),
               ("mask_replace", "mask-and-replace, 50 steps", dict(steps=50)),
               ("mask_replace", "mask-and-replace, purity, 50 steps", dict(steps=50, strategy="purity"))]
 DEMO_CONFIGS = {"maskgit": "maskgit_fashion_mnist.py", "autoregressive": "ar_fashion_mnist.py",

@@ -37,7 +37,9 @@ SAMPLER_FLAGS = {"steps": flags.DEFINE_integer, "temperature": flags.DEFINE_floa
                  "top_p": flags.DEFINE_float, "choice_temperature": flags.DEFINE_float,
                  "mask_schedule": flags.DEFINE_string, "grid": flags.DEFINE_string,
                  "guidance_scale": flags.DEFINE_float, "guidance_schedule": flags.DEFINE_string,
-                 "strategy": flags.DEFINE_string, "purity_weight": flags.DEFINE_float}
+                 "strategy": flags.DEFINE_string, "purity_weight": flags.DEFINE_float,
+                 "sampler": flags.DEFINE_string, "remask": flags.DEFINE_string, "remask_eta": flags.DEFINE_float,
+                 "corrector_steps": flags.DEFINE_integer}
 for _name, _define in SAMPLER_FLAGS.items():
   _define(_name, None, f"Sampler setting (default: the run's config.sampling.{_name}).")
 flags.mark_flags_as_required(["workdir"])

@@ -111,8 +111,9 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
   its variant table (PRIOR_VARIANTS and the family's own keys):
     maskgit            fixed 2-D positions, guidance ramped linearly to 3 (docs/results.md, "Guidance annealing")
     autoregressive     no label smoothing; variants top_k, top_p
-    diffusion          MD4: no label smoothing, 32 ancestral steps; variants schedule, grid, time_conditioning
-    uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning
+    diffusion          MD4: no label smoothing, 32 steps; variants schedule, grid, time_conditioning,
+                       sampler, remask, remask_eta
+    uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning; variant corrector_steps
     mask_replace       VQ-Diffusion: T = 100, the paper's gbar_T = 0.9 and K bbar_T = 0.1, auxiliary weight 1e-3
                        (the source's class-conditional configs/imagenet.yaml), time conditioning, 50 ancestral steps
                        (the source's 2x fast inference); variants mask_end, replace_end, strategy, top_p."""
@@ -139,8 +140,9 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
   if name == "uniform_diffusion":
     c.prior.diffusion_schedule = "cosine"
     c.prior.time_conditioning = True
-    return variants
-  return {**variants, "time_conditioning": ("prior.time_conditioning", boolean)}
+    return {**variants, "corrector_steps": ("sampling.corrector_steps", int)}
+  return {**variants, "time_conditioning": ("prior.time_conditioning", boolean), "sampler": ("sampling.sampler", str),
+          "remask": ("sampling.remask", str), "remask_eta": ("sampling.remask_eta", float)}
 
 
 def use_cifar10_prior(c: ml_collections.ConfigDict) -> None:

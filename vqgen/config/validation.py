@@ -10,7 +10,7 @@ from vqgen.config.schema import (CLASSIFIER_ARCHITECTURES, COMPUTE_DTYPES, DISCR
                                  PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, TOKENIZER_NETWORKS, ConfigError)
 from vqgen.nn import transformer
 from vqgen.priors import PRIORS, heads, sampling, schedules
-from vqgen.priors.diffusion import GRIDS
+from vqgen.priors.diffusion import GRIDS, REMASKS, SAMPLERS
 from vqgen.priors.mask_replace_diffusion import MASK_START, STRATEGIES
 from vqgen.quantizers import QUANTIZERS, build_quantizer
 from vqgen.tokenizers.adversarial import GAN_LOSSES
@@ -200,6 +200,7 @@ def _validate_prior(c) -> None:
          "must be >= 0 (1 = conditional model, no guidance)")
   _check(c.sampling.guidance_scale == 1 or c.prior.class_dropout > 0, "sampling.guidance_scale",
          c.sampling.guidance_scale, "needs prior.class_dropout > 0 (an unconditional model to guide against)")
+  _validate_diffusion_samplers(c)
   _check(bool(c.tokenizer_workdir), "tokenizer_workdir", c.tokenizer_workdir,
          "must name the workdir of a trained tokenizer (python -m vqgen.main --config=configs/demo.py ...)")
   e = c.evaluation
@@ -214,6 +215,24 @@ def _validate_prior(c) -> None:
          "must be DATASET:SPLIT (e.g. imagenet2012:train), an existing statistics .npz, or '' (the tokenizer's "
          "training split)")
   _check(e.num_reference >= 0, "evaluation.num_reference", e.num_reference, "must be >= 0 (0 = the whole split)")
+
+
+def _validate_diffusion_samplers(c) -> None:
+  """The samplers of the diffusion priors (priors/diffusion.py, priors/uniform_diffusion.py); a key set away from
+  its neutral value is refused for a family that would ignore it."""
+  s, name = c.sampling, c.prior.name
+  _one_of(c, "sampling.sampler", SAMPLERS)
+  _one_of(c, "sampling.remask", REMASKS)
+  _check(0 <= s.remask_eta <= 1, "sampling.remask_eta", s.remask_eta, "must be in [0, 1] (ReMDM's eta)")
+  _check(isinstance(s.corrector_steps, int) and s.corrector_steps >= 0, "sampling.corrector_steps",
+         s.corrector_steps, "must be an integer >= 0 (0 = no corrector)")
+  for key, default in (("sampler", "mean"), ("remask", "none")):
+    _check(s[key] == default or name == "diffusion", f"sampling.{key}", s[key],
+           f"applies to prior.name='diffusion' (masked diffusion) only; use {default!r} for {name}")
+  _check(s.corrector_steps == 0 or name == "uniform_diffusion", "sampling.corrector_steps", s.corrector_steps,
+         f"applies to prior.name='uniform_diffusion' only; use 0 for {name}")
+  _check(s.sampler != "topp" or s.top_p < 1, "sampling.sampler", s.sampler,
+         "'topp' (MD4's topp_sample_step) draws from the top_p nucleus: set sampling.top_p < 1 (MD4: 0.98)")
 
 
 def _validate_mask_replace(c) -> None:

@@ -17,6 +17,20 @@ conditioning on the known region, Lugmayr et al. 2022, without its resampling): 
 with the noise it was trained on, and the unknown ones follow p(x_s | x_t). The output holds exactly the known codes.
 `clamp_known=True` keeps them at their codes at every step instead (the simple choice): for the exact denoiser of a
 toy data set it conditions more strongly (tests/test_editing.py), as fresh noise discards what the known codes say.
+Predictor-corrector (`corrector_steps` = C, default 0: the plain ancestral sampler, draw for draw): after each
+predictor step t -> s that lands on s > 0, C corrector steps at s, each a forward-backward move
+  x' ~ q(x_t | x_s) = Q_{t|s}(x_s, .)   (re-noise to the step's start t: keep w.p. alpha(t) / alpha(s), else uniform)
+  x_s ~ p(x_s | x')                      (the predictor's reverse step from x' at t: one network call)
+For an exact model the one-token kernel C(x, y) = sum_z Q_{t|s}(x, z) q(y | x_t = z) is reversible with respect to
+q(x_s): q_s(x) C(x, y) = sum_z q_s(x) Q(x, z) q_s(y) Q(y, z) / q_t(z) is symmetric, so q(x_s) is stationary
+(`corrector_kernel` gives C in closed form). This is the discrete-time analogue of the corrector of Campbell et al.
+2022 ("A Continuous Time Framework for Discrete Denoising Models", sec. 4.2: a CTMC with rate R_t + R^_t, forward
+plus reverse, which leaves q_t invariant), which the paper simulates by tau-leaping and which keeps q_t only up to
+that discretisation; here the two moves are exact jumps of the forward kernel and the model's reverse step, so the
+invariance is exact for an exact one-token model (for N tokens the reverse step factorises over tokens, as the
+predictor's does). Editing: known tokens re-noise with the rest (drawn from q(x_s | x_0 = known), they stay drawn from
+q(x_t | x_0 = known)), are clamped in x' under `clamp_known`, and are redrawn or clamped after the backward move as
+after a predictor step. NFE: steps + C (steps - 1).
 """
 
 import jax
@@ -47,6 +61,16 @@ def corrupt(key: jax.Array, x_0: jax.Array, alpha_t, k: int) -> jax.Array:
   k_keep, k_noise = jax.random.split(key)
   keep = jax.random.uniform(k_keep, x_0.shape) < alpha_t
   return jnp.where(keep, x_0, jax.random.randint(k_noise, x_0.shape, 0, k, jnp.int32))
+
+
+def corrector_kernel(log_p_x0: jax.Array, alpha_t, alpha_s) -> jax.Array:
+  """The one-token corrector kernel C [K, K] (module docstring): C(x, y) = sum_z Q_{t|s}(x, z) p(x_s = y | x_t = z),
+  for the model's log p(x_0 | x_t = z) given for every z as log_p_x0 [K (z), K (x_0)]."""
+  k = log_p_x0.shape[-1]
+  a = alpha_t / alpha_s
+  forward = a * jnp.eye(k) + (1.0 - a) / k                                           # Q_{t|s}(x, z)
+  backward = jnp.exp(posterior_log_probs(log_p_x0, jnp.arange(k), alpha_t, alpha_s))  # p(x_s = y | x_t = z)
+  return forward @ backward
 
 
 class UniformDiffusion(nnx.Module):
@@ -98,10 +122,13 @@ class UniformDiffusion(nnx.Module):
   def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 32, grid: str = "cosine",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
              guidance_schedule: str = "constant", codes: jax.Array | None = None,
-             clamp_known: bool = False) -> jax.Array:
-    """Codes [B, N]: from uniform noise at t = 1, `steps` ancestral steps of p(x_s | x_t) down to t = 0. With
-    `codes` (mask id where unknown), known tokens are redrawn from q(x_s | x_0 = known) after each step, or with
-    `clamp_known` kept at their codes throughout, and returned exactly (module docstring)."""
+             clamp_known: bool = False, corrector_steps: int = 0) -> jax.Array:
+    """Codes [B, N]: from uniform noise at t = 1, `steps` ancestral steps of p(x_s | x_t) down to t = 0, each landing
+    on s > 0 followed by `corrector_steps` forward-backward corrector steps. With `codes` (mask id where unknown),
+    known tokens are redrawn from q(x_s | x_0 = known) after each step, or with `clamp_known` kept at their codes
+    throughout, and returned exactly (module docstring)."""
+    if not isinstance(corrector_steps, int) or corrector_steps < 0:
+      raise ValueError(f"corrector_steps must be an integer >= 0, got {corrector_steps!r}.")
     net, k = self.network, self.network.vocab.codebook_size
     b, n = labels.shape[0], net.num_tokens
     times = time_grid(steps, grid)
@@ -111,26 +138,52 @@ class UniformDiffusion(nnx.Module):
       given, known = net.known(codes, b)
       edit_key = jax.random.fold_in(init_key, 1)
 
-      def replace(i, x, t):  # the known tokens of x_t: drawn from q(x_t | x_0 = known), or clamped
-        return jnp.where(known, given if clamp_known else corrupt(jax.random.fold_in(edit_key, i), given,
-                                                                  self.alpha(t), k), x)
+      def replace(key, x, t):  # the known tokens of x_t: drawn from q(x_t | x_0 = known), or clamped
+        return jnp.where(known, given if clamp_known else corrupt(key, given, self.alpha(t), k), x)
+
+    filters = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+
+    def move(i, c, x, t, s, scale):  # corrector move c after step i (module docstring)
+      key = jax.random.fold_in(jax.random.fold_in(rng, i), c + 1)
+      clamp = (given, known) if editing and clamp_known else None
+      x = self.corrector_step(key, x, labels, t, s, scale, clamp=clamp, **filters)
+      return replace(jax.random.fold_in(key, 2), x, s) if editing else x
 
     def step(i, x):
       t, s = times[steps - i], times[steps - i - 1]
       scale = guidance_scale_at(guidance_scale, i / max(steps - 1, 1), guidance_schedule)
-      logits = net.guided(x, labels, scale,
-                          t=jnp.full((b,), t) if net.time_conditioning else None)
-      log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
-      log_post = posterior_log_probs(log_p, x, self.alpha(t), self.alpha(s))
-      x = jax.random.categorical(jax.random.fold_in(rng, i), log_post, -1).astype(jnp.int32)
-      return replace(i, x, s) if editing else x
+      x = self.reverse_step(jax.random.fold_in(rng, i), x, labels, t, s, scale, **filters)
+      x = replace(jax.random.fold_in(edit_key, i), x, s) if editing else x
+      if corrector_steps:
+        correct = lambda x: jax.lax.fori_loop(0, corrector_steps, lambda c, x: move(i, c, x, t, s, scale), x)
+        x = jax.lax.cond(i < steps - 1, correct, lambda x: x, x)
+      return x
 
     x_1 = jax.random.randint(init_key, (b, n), 0, k, jnp.int32)
     if not editing:
       return jax.lax.fori_loop(0, steps, step, x_1)
-    return jnp.where(known, given, jax.lax.fori_loop(0, steps, step, replace(steps, x_1, times[steps])))
+    x_1 = replace(jax.random.fold_in(edit_key, steps), x_1, times[steps])
+    return jnp.where(known, given, jax.lax.fori_loop(0, steps, step, x_1))
+
+  def reverse_step(self, key: jax.Array, x: jax.Array, labels: jax.Array, t, s, scale=1.0, *,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
+    """x_s ~ p(x_s | x_t) for x_t = x [B, N] (one network call; guidance `scale`, then the logit filters)."""
+    net, b = self.network, x.shape[0]
+    logits = net.guided(x, labels, scale, t=jnp.full((b,), t) if net.time_conditioning else None)
+    log_p = jax.nn.log_softmax(filter_logits(logits[..., 0, :], temperature, top_k, top_p), -1)
+    log_post = posterior_log_probs(log_p, x, self.alpha(t), self.alpha(s))
+    return jax.random.categorical(key, log_post, -1).astype(jnp.int32)
+
+  def corrector_step(self, key: jax.Array, x: jax.Array, labels: jax.Array, t, s, scale=1.0, *,
+                     clamp: tuple | None = None, **filters) -> jax.Array:
+    """One forward-backward corrector move at s (module docstring): x' ~ Q_{t|s}(x, .), with `clamp` = (codes,
+    known) put back into x', then x_s ~ p(x_s | x') by `reverse_step` (one network call)."""
+    x_t = corrupt(jax.random.fold_in(key, 0), x, self.alpha(t) / self.alpha(s), self.network.vocab.codebook_size)
+    if clamp is not None:
+      x_t = jnp.where(clamp[1], clamp[0], x_t)
+    return self.reverse_step(jax.random.fold_in(key, 1), x_t, labels, t, s, scale, **filters)
 
   @staticmethod
-  def forward_passes(steps: int = 32, **_) -> int:
-    return steps
+  def forward_passes(steps: int = 32, corrector_steps: int = 0, **_) -> int:
+    return steps + corrector_steps * (steps - 1)
 

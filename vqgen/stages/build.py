@@ -74,8 +74,10 @@ def sampler_kwargs(config) -> dict:
                 guidance_schedule=s.guidance_schedule)
   if config.prior.name == "maskgit":
     return dict(common, steps=s.steps, schedule=s.mask_schedule, choice_temperature=s.choice_temperature)
-  if config.prior.name in ("diffusion", "uniform_diffusion"):
-    return dict(common, steps=s.steps, grid=s.grid)
+  if config.prior.name == "diffusion":
+    return dict(common, steps=s.steps, grid=s.grid, sampler=s.sampler, remask=s.remask, remask_eta=s.remask_eta)
+  if config.prior.name == "uniform_diffusion":
+    return dict(common, steps=s.steps, grid=s.grid, corrector_steps=s.corrector_steps)
   if config.prior.name == "mask_replace":
     return dict(common, steps=s.steps, strategy=s.strategy, purity_weight=s.purity_weight)
   return common
