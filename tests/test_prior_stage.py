@@ -51,7 +51,8 @@ def test_prior_config_smoke(path, tokenizer_dir, tmp_path):
   assert tokens.shape == (20, 7, 7) and tokens.min() >= 0 and tokens.max() < 1000
   np.testing.assert_array_equal(np.bincount(labels, minlength=10), [2] * 10)
   assert (tmp_path / "samples.png").exists() and (tmp_path / "metrics.json").exists()
-  assert results["sample_forward_passes"] == (49 if "ar_" in path else 2)
+  # AR: a pass per code; RQ-Transformer: a spatial and a depth pass per position (one code each here); else steps.
+  assert results["sample_forward_passes"] == {"ar_": 49, "rq_": 98}.get(os.path.basename(path)[:3], 2)
 
 
 def test_code_cache_is_reused_keyed_by_weights_and_survives_corruption(tokenizer_dir):

@@ -111,6 +111,7 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
   its variant table (PRIOR_VARIANTS and the family's own keys):
     maskgit            fixed 2-D positions, guidance ramped linearly to 3 (docs/results.md, "Guidance annealing")
     autoregressive     no label smoothing; variants top_k, top_p
+    rq_transformer     the same, for stacked codes; variant depth_layers (its depth transformer)
     diffusion          MD4: no label smoothing, 32 steps; variants schedule, grid, time_conditioning,
                        sampler, remask, remask_eta
     uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning; variant corrector_steps
@@ -124,8 +125,9 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
     c.sampling.guidance_schedule = "linear"
     return {**PRIOR_VARIANTS, "mask_schedule": ("prior.mask_schedule", str)}
   c.prior.label_smoothing = 0.0
-  if name == "autoregressive":
-    return {**PRIOR_VARIANTS, "top_k": ("sampling.top_k", int), "top_p": ("sampling.top_p", float)}
+  if name in ("autoregressive", "rq_transformer"):
+    variants = {**PRIOR_VARIANTS, "top_k": ("sampling.top_k", int), "top_p": ("sampling.top_p", float)}
+    return variants if name == "autoregressive" else {**variants, "depth_layers": ("network.depth_layers", int)}
   if name == "mask_replace":
     c.prior.uniform_steps, c.prior.mask_end, c.prior.replace_end, c.prior.aux_weight = 100, 0.9, 0.1, 1e-3
     c.prior.time_conditioning = True
@@ -134,7 +136,7 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
             "strategy": ("sampling.strategy", str), "top_p": ("sampling.top_p", float)}
   if name not in ("diffusion", "uniform_diffusion"):
     raise ConfigError(f"Unknown prior family {name!r}: choose maskgit, autoregressive, diffusion, "
-                      "uniform_diffusion or mask_replace.")
+                      "uniform_diffusion, mask_replace or rq_transformer.")
   c.sampling.steps = 32
   variants = {**PRIOR_VARIANTS, "schedule": ("prior.diffusion_schedule", str), "grid": ("sampling.grid", str)}
   if name == "uniform_diffusion":

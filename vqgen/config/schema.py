@@ -144,10 +144,11 @@ def prior_config() -> ml_collections.ConfigDict:
   c.data.flip_codes = False       # also train on the codes of the left-right mirrored training images
 
   c.prior = ml_collections.ConfigDict()
-  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion | mask_replace
+  c.prior.name = "maskgit"        # maskgit | autoregressive | diffusion | uniform_diffusion | mask_replace |
+                                  # rq_transformer (stacked codes: Residual / Grouped tokenizers)
   c.prior.num_classes = 10        # 0 = unconditional
   c.prior.class_dropout = 0.1     # labels dropped to the null class (classifier-free guidance)
-  c.prior.label_smoothing = 0.1   # maskgit / autoregressive
+  c.prior.label_smoothing = 0.1   # maskgit / autoregressive / rq_transformer
   c.prior.mask_schedule = "cosine"         # maskgit: gamma(r), see priors/schedules.py
   c.prior.min_mask_ratio = 0.0             # maskgit
   c.prior.diffusion_schedule = "linear"    # diffusion: alpha(t)
@@ -163,6 +164,7 @@ def prior_config() -> ml_collections.ConfigDict:
   # Sized for the 2-core CPU demo (about 0.24 s per step at batch 64); scale width/depth up on accelerators.
   c.network.width = 128
   c.network.depth = 4
+  c.network.depth_layers = 2      # rq_transformer: layers of its depth transformer (network.depth: the spatial one's)
   c.network.heads = 4
   c.network.mlp_ratio = 4
   c.network.dropout = 0.0         # dropout's random bits cost ~20% of a CPU step; short runs do not overfit

@@ -170,7 +170,7 @@ def _validate_prior(c) -> None:
   _one_of(c, "network.mlp", transformer.MLPS)
   _one_of(c, "network.head", heads.HEADS)
   _one_of(c, "network.compute_dtype", COMPUTE_DTYPES)
-  _positive_ints(c, ("network.width", "network.depth", "network.heads", "network.mlp_ratio",
+  _positive_ints(c, ("network.width", "network.depth", "network.depth_layers", "network.heads", "network.mlp_ratio",
                      "network.head_groups", "sampling.num_samples", "sampling.batch_size", "sampling.steps"))
   _check(c.network.width % c.network.heads == 0, "network.heads", c.network.heads,
          f"must divide network.width={c.network.width}")

@@ -76,12 +76,13 @@ class PriorNetwork(nnx.Module):
       return self.head(hidden), cache
     return self.head(out)
 
-  def known(self, codes, batch: int) -> tuple[jax.Array, jax.Array]:
+  def known(self, codes, batch: int, num_tokens: int | None = None) -> tuple[jax.Array, jax.Array]:
     """The editing convention of every prior's `sample(rng, labels, *, codes=None, ...)`: `codes` [B, N] holds the
-    known codes and `vocab.mask_id` where unknown. Returns (codes int32 [B, N], known bool [B, N])."""
-    codes = jnp.asarray(codes)
-    if codes.shape != (batch, self.num_tokens):
-      raise ValueError(f"codes must be [B, N] = [{batch}, {self.num_tokens}] (known codes, mask id "
+    known codes and `vocab.mask_id` where unknown; N = num_tokens (default: the grid's, one code per slot).
+    Returns (codes int32 [B, N], known bool [B, N])."""
+    codes, n = jnp.asarray(codes), num_tokens or self.num_tokens
+    if codes.shape != (batch, n):
+      raise ValueError(f"codes must be [B, N] = [{batch}, {n}] (known codes, mask id "
                        f"{self.vocab.mask_id} where unknown), got shape {codes.shape}.")
     codes = codes.astype(jnp.int32)
     return codes, codes != self.vocab.mask_id

@@ -4,8 +4,10 @@ The model packages take plain keyword arguments and never see a config; every tr
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 from vqgen.evaluation.classifier import Classifier
+from vqgen.nn.transformer import Transformer
 from vqgen.priors import PRIORS, PriorNetwork
 from vqgen.quantizers import build_quantizer
 from vqgen.tokenizers import Decoder, Encoder, Tokenizer
@@ -37,9 +39,16 @@ def tokenizer(config, rngs) -> Tokenizer:
   return Tokenizer(encoder, q, decoder, pre_quant_norm=m.pre_quant_norm)
 
 
-def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
-  """The prior of config.prior / config.network for codes of `grid` in [0, codebook_size)."""
+def prior(config, codebook_size: int, code_shape: tuple, rngs):
+  """The prior of config.prior / config.network for codes of `code_shape` (h, w) or (h, w, D) in [0, codebook_size).
+
+  Stacked codes (Residual, Grouped: D per position) are one row of w * D codes per grid row for every family but the
+  RQ-Transformer, whose spatial transformer runs over the (h, w) grid and whose depth transformer over the D."""
   p, n = config.prior, config.network
+  if p.name not in PRIORS:
+    raise ValueError(f"Unknown prior {p.name!r}; choose one of {list(PRIORS)}.")
+  h, w, depth = code_shape[0], code_shape[1], int(np.prod(code_shape[2:], dtype=int))
+  grid = (h, w) if p.name == "rq_transformer" else (h, w * depth)
   network = PriorNetwork(
       codebook_size=codebook_size, grid=grid, num_classes=p.num_classes, width=n.width, depth=n.depth,
       heads=n.heads, mlp_ratio=n.mlp_ratio, dropout_rate=n.dropout, positions=n.positions, norm=n.norm,
@@ -57,8 +66,11 @@ def prior(config, codebook_size: int, grid: tuple[int, int], rngs):
       "mask_replace": dict(num_steps=p.uniform_steps, mask_end=p.mask_end, replace_end=p.replace_end,
                            aux_weight=p.aux_weight),
   }
-  if p.name not in PRIORS:
-    raise ValueError(f"Unknown prior {p.name!r}; choose one of {list(PRIORS)}.")
+  if p.name == "rq_transformer":
+    depth_transformer = Transformer(
+        width=n.width, depth=n.depth_layers, heads=n.heads, grid=(1, depth), prefix=0, mlp_ratio=n.mlp_ratio,
+        dropout_rate=n.dropout, norm=n.norm, mlp=n.mlp, dtype=jnp.dtype(n.compute_dtype), rngs=rngs)
+    return PRIORS[p.name](network, depth_transformer, label_smoothing=p.label_smoothing, rngs=rngs)
   return PRIORS[p.name](network, **objective[p.name])
 
 

@@ -52,9 +52,7 @@ class PriorStage:
     if config.data.flip_codes:  # the mirrored images' codes join the training set: 2N sequences an epoch
       mirrored = self.codes(self.tokenizer_config.data.train_split, flip=True)
       self.train_codes = {k: np.concatenate([self.train_codes[k], mirrored[k]]) for k in ("codes", "labels")}
-    self.code_shape = self.train_codes["codes"].shape[1:]
-    h, w = self.code_shape[:2]
-    self.grid = (h, w * int(np.prod(self.code_shape[2:], dtype=int)))  # composite levels extend each row
+    self.code_shape = self.train_codes["codes"].shape[1:]  # (h, w) or (h, w, D): build.prior lays them out
     self.num_tokens = int(np.prod(self.code_shape))
     d = self.tokenizer_config.data
     self.num_dims = d.image_size * d.image_size * d.channels  # the pixel dimensions one code sequence stands for
@@ -73,7 +71,7 @@ class PriorStage:
     self.codes(self.tokenizer_config.data.eval_split)  # extracted (and cached) before training, not after
 
   def build_model(self, rngs):
-    return build.prior(self.config, self.codebook_size, self.grid, rngs)
+    return build.prior(self.config, self.codebook_size, self.code_shape, rngs)
 
   def loss(self, model, batch, ctx):
     labels = batch["label"] if self.config.prior.num_classes else jnp.zeros_like(batch["label"])
