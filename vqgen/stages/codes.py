@@ -26,8 +26,11 @@ from vqgen.train import writers
 
 
 def _weights_digest(model) -> str:
+  """SHA-256 of every array that decides the codes: the model's state but its random-number streams (a quantizer's
+  k-means initialisation key and count, which encoding never uses)."""
   h = hashlib.sha256()
-  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(nnx.state(model).to_pure_dict())[0],
+  state = nnx.state(model, nnx.Not(nnx.RngState)).to_pure_dict()
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(state)[0],
                            key=lambda kv: jax.tree_util.keystr(kv[0])):
     h.update(jax.tree_util.keystr(path).encode())
     h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
