@@ -10,6 +10,10 @@ configs/prior/diffusion_imagenet.py --codes=1024:16x16 \
       --tokenizer=configs/tokenizer/maskgit_vqgan_imagenet.py:data=synthetic [--compute_dtype=bfloat16]
       each recipe's own sampler as its config sets it (steps, guidance, temperatures: build.sampler_kwargs) at its
       real width over random V-entry codes on an H x W grid, and the tokenizer's decoder on the same grid
+  python benchmarks/sampling.py --configs=configs/prior/ar_fashion_mnist.py,configs/prior/rq_fashion_mnist.py:\
+depth=8,depth_layers=2 --codes=256:7x7x4 --tokenizer=configs/tokenizer/rvq_fashion_mnist.py
+      stacked codes (D = 4 per position): the autoregressive prior over the flattened 196 codes against the
+      RQ-Transformer at equal training compute (experiments/rq_vs_flat.py's rows)
 
 Timing does not depend on the weights, so untrained networks are used. Each row: one jitted `prior.sample` call
 per batch, after compilation, best of --repeats; tokens only (the tokenizer's decode is timed once, separately).
@@ -138,14 +142,15 @@ def decode_time(spec, overrides, grid, repeats, batch=64):
   try:
     jax.eval_shape(decode, state_t, codes)
   except Exception as e:  # noqa: BLE001 (any shape error of the decoder)
-    raise ValueError(f"The tokenizer of {spec} cannot decode a {grid[0]}x{grid[1]} code grid (--codes): {e}") from e
+    raise ValueError(f"The tokenizer of {spec} cannot decode codes of shape {'x'.join(map(str, grid))} (--codes): "
+                     f"{e}") from e
   return 1000 * best_time(lambda: decode(state_t, codes), repeats) / batch
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--configs", default="", help="comma-separated prior configs (default: the demo sweep)")
-  parser.add_argument("--codes", default="1000:7x7", help="VOCABULARY:HxW of the codes sampled")
+  parser.add_argument("--codes", default="1000:7x7", help="VOCABULARY:HxW (or HxWxD, stacked) of the codes sampled")
   parser.add_argument("--tokenizer", default="", help="tokenizer config whose decoder is timed "
                       "(default: configs/demo.py for the demo sweep, none with --configs)")
   parser.add_argument("--compute_dtype", default="", help="network.compute_dtype of every config, e.g. bfloat16")

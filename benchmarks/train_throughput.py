@@ -59,14 +59,14 @@ DEFAULT_MEMORY_GB = 80.0  # an 80 GB accelerator (A100 / H100), the budget where
 
 
 class SyntheticCodesStage(PriorStage):
-  """The prior stage over random codes of `codebook_size` entries on a `grid`, with no tokenizer: a prior's
-  cost depends on its vocabulary and grid only."""
+  """The prior stage over random codes of `codebook_size` entries of `code_shape` (h, w) or (h, w, D), with no
+  tokenizer: a prior's cost depends on its vocabulary and code shape only."""
 
-  def __init__(self, config, codebook_size: int, grid: tuple[int, int], num_sequences: int = 4096):
-    self.config, self.codebook_size, self.grid = config, codebook_size, tuple(grid)
-    self.code_shape, self.num_tokens = self.grid, grid[0] * grid[1]
+  def __init__(self, config, codebook_size: int, code_shape: tuple, num_sequences: int = 4096):
+    self.config, self.codebook_size, self.code_shape = config, codebook_size, tuple(code_shape)
+    self.num_tokens = int(np.prod(code_shape))
     rng = np.random.default_rng(config.seed)
-    self.train_codes = {"codes": rng.integers(0, codebook_size, (num_sequences, *grid), dtype=np.int32),
+    self.train_codes = {"codes": rng.integers(0, codebook_size, (num_sequences, *code_shape), dtype=np.int32),
                         "labels": rng.integers(0, max(config.prior.num_classes, 1), num_sequences, dtype=np.int32)}
 
 
@@ -79,14 +79,17 @@ class RandomLPIPSTokenizerStage(TokenizerStage):
     return self._perceptual
 
 
-def parse_codes(spec: str) -> tuple[int, tuple[int, int]]:
-  """'1024:16x16' -> (1024, (16, 16))."""
+def parse_codes(spec: str) -> tuple[int, tuple[int, ...]]:
+  """'1024:16x16' -> (1024, (16, 16)); '256:7x7x4' -> (256, (7, 7, 4)): stacked codes, D per position."""
   vocab, _, grid = spec.partition(":")
   try:
-    h, w = (int(x) for x in grid.split("x"))
-    return int(vocab), (h, w)
+    shape = tuple(int(x) for x in grid.split("x"))
+    if len(shape) not in (2, 3) or min(shape) < 1:
+      raise ValueError
+    return int(vocab), shape
   except ValueError:
-    raise ValueError(f"--codes={spec!r}: expected VOCABULARY:HxW, e.g. 1024:16x16.") from None
+    raise ValueError(f"--codes={spec!r}: expected VOCABULARY:HxW or VOCABULARY:HxWxD (D stacked codes per "
+                     "position), e.g. 1024:16x16 or 256:8x8x4.") from None
 
 
 def random_lpips(c) -> bool:
@@ -170,13 +173,19 @@ class Bench:
     n, p = c.network, c.prior
     gated = n.mlp == "swiglu"
     vocab = Factorization(self.stage.codebook_size, n.head, n.head_groups)
+    common = dict(width=n.width, mlp_hidden=swiglu_hidden(n.width, n.mlp_ratio) if gated else n.mlp_ratio * n.width,
+                  gated_mlp=gated, conditioned=build.time_conditioned(p))
+    if p.name == "rq_transformer":  # spatial: [class, positions 1 .. T-1], no head; depth: T rows of D, the head
+      positions, depth = self.stage.code_shape[0] * self.stage.code_shape[1], self.stage.num_tokens // (
+          self.stage.code_shape[0] * self.stage.code_shape[1])
+      parts = [cost_lib.transformer_flops(batch=global_batch, seq_len=positions, depth=n.depth, vocab=0, **common),
+               cost_lib.transformer_flops(batch=global_batch * positions, seq_len=depth, depth=n.depth_layers,
+                                          vocab=vocab.groups * vocab.base, **common)]
+      return {k: parts[0][k] + parts[1][k] for k in parts[0]}
     # Sequences: [class, codes] for every prior but the autoregressive one, which never feeds its last code.
     seq_len = self.stage.num_tokens + (0 if p.name == "autoregressive" else 1)
-    return cost_lib.transformer_flops(
-        batch=global_batch, seq_len=seq_len, width=n.width, depth=n.depth,
-        mlp_hidden=swiglu_hidden(n.width, n.mlp_ratio) if gated else n.mlp_ratio * n.width,
-        vocab=vocab.groups * vocab.base, gated_mlp=gated,
-        conditioned=build.time_conditioned(p))
+    return cost_lib.transformer_flops(batch=global_batch, seq_len=seq_len, depth=n.depth,
+                                      vocab=vocab.groups * vocab.base, **common)
 
   def largest_batch(self, budget_bytes: float, multiple: int = 1, start: int = 1) -> int:
     """The largest batch per device whose compiled step fits `budget_bytes` per device (cost.largest_batch)."""
