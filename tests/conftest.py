@@ -136,7 +136,7 @@ def assert_restores_on_other_meshes(workdir, stage_class) -> None:
 # whole files in collection order: the long ones start at once and the short ones fill the end, so no worker idles
 # while the other finishes a long file.
 HEAVY_FIRST = ["test_configs_smoke.py", "test_vqgan.py", "test_faults.py", "test_prior_stage.py", "test_notebooks.py",
-               "test_cifar10.py", "test_imagenet_priors.py", "test_priors.py"]
+               "test_cifar10.py", "test_imagenet_priors.py", "test_codes_to_priors.py", "test_priors.py"]
 
 
 def pytest_collection_modifyitems(items):
