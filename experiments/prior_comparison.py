@@ -10,32 +10,25 @@ Each prior is its config file (configs/prior/*_fashion_mnist.py) with the same n
 code with the KV cache, both diffusions 32 steps; guidance 2 for all). Scores from the prior's own end-of-run
 evaluation: 1000 class-balanced samples against the Fashion-MNIST test split (vqgen/evaluation/samples.py),
 beside the real-vs-real floor and the tokenizer's reconstruction distance. Without --tokenizer the demo tokenizer
-(configs/demo.py) is trained first in WORKDIR/tokenizer. Writes experiments/results/prior_comparison[_TAG].md,
-.json and one PNG sample grid per prior (one row per class).
+(configs/demo.py) is trained first in WORKDIR/tokenizer. Writes experiments/results/ (or --out)
+prior_comparison[_TAG].md, .json and one PNG sample grid per prior (one row per class). The same comparison over
+several training seeds per family: experiments/prior_seeds.py.
 """
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from vqgen import config as config_lib  # noqa: E402
-from vqgen.stages import run  # noqa: E402
+import curves_lib as lib
+from vqgen import config as config_lib
 
 
 def validation(r: dict) -> str:
   """The likelihood each family reports: bits/token bounds for AR and the diffusions; MaskGIT has none."""
-  if r["prior"] == "autoregressive":
-    return f"{r['val_loss'] / math.log(2):.3f} bits/token (exact)"
-  if "val_bits_per_token" in r:
-    return f"{r['val_bits_per_token']:.3f} bits/token (ELBO)"
-  return f"{r['val_masked_nll']:.3f} nats/masked token"
+  value, unit = lib.val_nll(r)
+  return f"{value:.3f} {unit}"
 
 
 def write(rows, out, args):
@@ -63,24 +56,18 @@ def write(rows, out, args):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--tokenizer", default="", help="a trained tokenizer workdir (default: train the demo's)")
-  parser.add_argument("--priors", default=",".join(config_lib.PRIOR_CONFIGS))
-  parser.add_argument("--steps", type=int, default=2400)
-  parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
-  parser.add_argument("--tag", default="", help="suffix of the results files")
+  lib.add_budget_args(parser, "prior_comparison")
   parser.add_argument("--resume", action="store_true", help="keep the rows of an earlier run with the same "
                       "tokenizer and steps and train only the missing priors")
-  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", "prior_comparison"))
+  parser.add_argument("--out", default=lib.RESULTS, help="folder of the results files")
   args = parser.parse_args()
   for name in args.priors.split(","):
     if name not in config_lib.PRIOR_CONFIGS:
       parser.error(f"unknown prior {name!r}; choose from {sorted(config_lib.PRIOR_CONFIGS)}")
-  tokenizer = os.path.abspath(args.tokenizer) if args.tokenizer else os.path.join(args.workdir, "tokenizer")
-  if not args.tokenizer:
-    run(config_lib.load_config(os.path.join(ROOT, "configs/demo.py")), tokenizer)
+  tokenizer = lib.tokenizer_workdir(args.tokenizer, args.workdir)
   suffix = f"_{args.tag}" if args.tag else ""
-  out = os.path.join(ROOT, "experiments", "results", "prior_comparison" + suffix)
+  os.makedirs(args.out, exist_ok=True)
+  out = os.path.join(args.out, "prior_comparison" + suffix)
   rows = []
   if args.resume and os.path.exists(out + ".json"):
     with open(out + ".json") as f:
@@ -89,16 +76,9 @@ def main():
   for name in args.priors.split(","):
     if any(r["prior"] == name for r in rows):
       continue
-    variant = ",".join(v for v in (f"tokenizer={tokenizer}", f"steps={args.steps}",
-                                   f"batch_size={args.batch_size}", args.variant) if v)
-    c = config_lib.load_config(config_lib.prior_config_path(name, variant))
     workdir = os.path.join(args.workdir, name + suffix)
-    start = time.perf_counter()
-    results = run(c, workdir)
-    net = c.network
-    rows.append({"prior": name, "steps": args.steps, "batch_size": c.data.batch_size, "tokenizer": tokenizer,
-                 "network": f"width {net.width}, depth {net.depth}, {net.head} head",
-                 "minutes": (time.perf_counter() - start) / 60, **results})
+    rows.append(lib.train_prior(name, tokenizer, workdir, args.variant, steps=args.steps,
+                                batch_size=args.batch_size))
     shutil.copy(os.path.join(workdir, "samples.png"), f"{out}_{name}.png")
     write(rows, out, args)  # after every prior: an interrupted comparison keeps its rows
 

@@ -1,0 +1,335 @@
+"""What the sampling-curve experiments share (mask_schedules.py, guidance_sweep.py, prior_seeds.py and
+prior_comparison.py): the tokenizer and priors they run on, one loaded prior sampled and scored under sampler
+overrides, mean / spread over seeds, and the results files (.md, .json, .png).
+
+A `Sweep` loads a prior workdir once (vqgen.stages.load_run) and the sample scorer once
+(stages/classifier.py:sample_scorer), then samples exactly as `python -m vqgen.sample --workdir=DIR --metrics
+--seed=S --<sampler flag>=...` would (same labels, key and batch size), so any point of a curve can be re-checked
+with that command.
+"""
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vqgen import config as config_lib  # noqa: E402
+from vqgen.stages import PriorStage, build, load_run, run  # noqa: E402
+from vqgen.stages.classifier import sample_scorer  # noqa: E402
+from vqgen.stages.generate import Generator, balanced_labels  # noqa: E402
+
+RESULTS = os.path.join(ROOT, "experiments", "results")
+# The scores a curve reports, and how the tables print them.
+METRICS = {"sample_fd": "{:.2f}", "fd_over_recon": "{:.1f}x", "precision": "{:.3f}", "recall": "{:.3f}",
+           "class_accuracy": "{:.1%}"}
+
+
+class UsageError(ValueError):
+  """Bad command-line input; the scripts print the message through argparse."""
+
+
+# --- command lines ------------------------------------------------------------------------------------------------
+
+
+def add_budget_args(parser, name: str) -> None:
+  """prior_comparison.py's and prior_seeds.py's options: which families, over which tokenizer, at what budget."""
+  parser.add_argument("--tokenizer", default="", help="a trained tokenizer workdir (default: train the demo's)")
+  parser.add_argument("--priors", default=",".join(config_lib.PRIOR_CONFIGS))
+  parser.add_argument("--steps", type=int, default=2400)
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--variant", default="", help="key=value,... passed to every prior config")
+  parser.add_argument("--tag", default="", help="suffix of the results files")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", name))
+
+
+def add_common_args(parser, name: str) -> None:
+  """The options every curve script takes: where its files go, how many samples, and their seeds."""
+  parser.add_argument("--num_samples", type=int, default=1000, help="class-balanced samples per point")
+  parser.add_argument("--seeds", default="0", help="sampling seeds (comma separated): mean +- std over them")
+  parser.add_argument("--batch_size", type=int, default=0, help="sampling batch (default: the run's "
+                      "config.sampling.batch_size, as vqgen.sample)")
+  parser.add_argument("--out", default=RESULTS, help="folder of the results files")
+  parser.add_argument("--tag", default="", help=f"suffix of the results files ({name}_TAG.md ...)")
+  parser.add_argument("--workdir", default=os.path.join(ROOT, "runs", name),
+                      help="where priors (and the demo tokenizer) are trained when no trained workdir is given")
+
+
+def numbers(spec: str, what: str, kind=int) -> list:
+  """'4,8,16' -> [4, 8, 16] (`kind` int or float), or a UsageError naming the option."""
+  try:
+    values = [kind(v) for v in spec.split(",") if v.strip()]
+  except ValueError as e:
+    raise UsageError(f"{what} must be comma-separated {'integers' if kind is int else 'numbers'}, got "
+                     f"{spec!r}") from e
+  if not values:
+    raise UsageError(f"{what} is empty")
+  return values
+
+
+def choices(spec: str, allowed, what: str) -> list[str]:
+  """Comma-separated names, each one of `allowed`."""
+  names = [v for v in spec.split(",") if v]
+  bad = [v for v in names if v not in allowed]
+  if bad or not names:
+    raise UsageError(f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; choose from "
+                     f"{', '.join(allowed)}")
+  return names
+
+
+def sampling_overrides(spec: str) -> dict:
+  """'choice_temperature=6,steps=12' -> {key: value} of config.sampling keys (values parsed as int / float /
+  string by the key's default)."""
+  defaults = config_lib.prior_config().sampling
+  out = {}
+  for item in (v for v in spec.split(",") if v):
+    key, sep, value = item.partition("=")
+    keys = [k for k in defaults if k not in ("num_samples", "batch_size")]  # those are --num_samples, --batch_size
+    if not sep or key not in keys:
+      raise UsageError(f"--sampling: {item!r} is not key=value of a config.sampling key ({', '.join(keys)})")
+    try:
+      out[key] = type(defaults[key])(value)
+    except ValueError as e:
+      raise UsageError(f"--sampling: {key} takes a {type(defaults[key]).__name__}, got {value!r}") from e
+  return out
+
+
+def check_workdir(workdir: str, stage: str) -> str:
+  """The absolute path of a finished `stage` run, or a UsageError saying what is wrong with it."""
+  path = os.path.abspath(workdir)
+  if not os.path.exists(os.path.join(path, "config.json")):
+    raise UsageError(f"{workdir} is not a vqgen workdir (no config.json): train it first (python -m vqgen.main "
+                     "--config=... --workdir=...)")
+  saved = config_lib.load_workdir_config(path)
+  if saved.stage != stage:
+    raise UsageError(f"{workdir} holds a {saved.stage} run, not a {stage} run")
+  if not os.path.isdir(os.path.join(path, "checkpoints")):
+    raise UsageError(f"{workdir} has no checkpoints/: its training has not finished a checkpoint yet")
+  return path
+
+
+def outputs(args, name: str) -> str:
+  """The results path prefix: OUT/NAME[_TAG]."""
+  os.makedirs(args.out, exist_ok=True)
+  return os.path.join(args.out, name + (f"_{args.tag}" if args.tag else ""))
+
+
+def command() -> str:
+  return "python " + " ".join([os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] + sys.argv[1:])
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+def tokenizer_workdir(tokenizer: str, workdir: str) -> str:
+  """A trained tokenizer workdir: `tokenizer` when given, else the demo tokenizer (configs/demo.py), trained in
+  (or resumed from) WORKDIR/tokenizer."""
+  if tokenizer:
+    return check_workdir(tokenizer, "tokenizer")
+  path = os.path.join(os.path.abspath(workdir), "tokenizer")
+  run(config_lib.load_config(os.path.join(ROOT, "configs", "demo.py")), path)
+  return path
+
+
+def check_family(name: str) -> None:
+  if name not in config_lib.PRIOR_CONFIGS:
+    raise UsageError(f"unknown prior {name!r}; choose from {', '.join(sorted(config_lib.PRIOR_CONFIGS))}")
+
+
+def train_prior(name: str, tokenizer: str, workdir: str, variant: str = "", seed: int | None = None,
+                **budget) -> dict:
+  """Trains (or resumes) prior family `name` from its configs/prior/ file over `tokenizer`'s codes with
+  `budget` (steps=, batch_size=: the config files' variant keys), the extra `variant` and training `seed`
+  (config.seed; None keeps the file's). Returns the run's results with the budget, network and minutes."""
+  check_family(name)
+  spec = ",".join([f"tokenizer={tokenizer}"] + [f"{k}={v}" for k, v in budget.items() if v] + [variant])
+  c = config_lib.load_config(config_lib.prior_config_path(name, spec.rstrip(",")))
+  if seed is not None:
+    c.seed = seed
+  start = time.perf_counter()
+  results = run(c, workdir)
+  net = c.network
+  return {"prior": name, "steps": c.train.steps, "batch_size": c.data.batch_size, "tokenizer": tokenizer,
+          "network": f"width {net.width}, depth {net.depth}, {net.head} head", "seed": c.seed,
+          "workdir": workdir, "minutes": (time.perf_counter() - start) / 60, **results}
+
+
+def val_nll(r: dict) -> tuple[float, str]:
+  """(value, unit) of the likelihood each family reports: bits/token for AR (exact) and the diffusions (ELBO);
+  MaskGIT's masked-token cross-entropy in nats, which is no likelihood."""
+  if r["prior"] == "autoregressive":
+    return r["val_loss"] / math.log(2), "bits/token (exact)"
+  if "val_bits_per_token" in r:
+    return r["val_bits_per_token"], "bits/token (ELBO)"
+  return r["val_masked_nll"], "nats/masked token"
+
+
+# --- sampling and scoring -----------------------------------------------------------------------------------------
+
+
+class Sweep:
+  """One trained prior loaded once, sampled and scored under any config.sampling overrides."""
+
+  def __init__(self, workdir: str, num_samples: int, batch_size: int = 0, family: str = ""):
+    self.workdir = check_workdir(workdir, "prior")
+    self.family = config_lib.load_workdir_config(self.workdir).prior.name
+    if family and self.family != family:
+      raise UsageError(f"{workdir} holds a prior of family {self.family!r}, not {family!r}")
+    self.config, self.prior, self.stage = load_run(self.workdir, PriorStage)
+    self.num_classes = self.config.prior.num_classes
+    labels = balanced_labels(num_samples, self.num_classes)
+    self.labels = labels if self.num_classes else np.full_like(labels, self.prior.network.vocab.null_label)
+    self.batch_size = min(batch_size or self.config.sampling.batch_size, num_samples)
+    self.scorer = sample_scorer(self.stage.tokenizer, self.stage.tokenizer_config)
+
+  def settings(self, **overrides):
+    """The run's config with config.sampling overrides, validated (ConfigError names a bad value)."""
+    config = copy.deepcopy(self.config)
+    with config.unlocked():
+      for key, value in overrides.items():
+        if key not in config.sampling:
+          raise UsageError(f"config.sampling has no key {key!r}")
+        config.sampling[key] = value
+    config_lib.validate(config)
+    return config
+
+  def score(self, seed: int = 0, **overrides) -> dict:
+    """Samples `num_samples` class-balanced images with sampling seed `seed` under `overrides` and scores them:
+    the sampler's settings, FD (and / recon FD), precision, recall, class accuracy, floors, NFE and timing."""
+    config = self.settings(**overrides)
+    generator = Generator(self.prior, self.stage.tokenizer, self.stage.code_shape, build.sampler_kwargs(config))
+    samples = generator(self.labels, jax.random.key(seed), self.batch_size)
+    scores = self.scorer.score(samples["images"], self.labels if self.num_classes else None)
+    row = {"seed": seed, **build.sampler_kwargs(config), **scores,
+           "fd_over_recon": scores["sample_fd"] / scores["recon_fd"], "forward_passes": samples["forward_passes"],
+           "ms_per_image": samples["ms_per_image"], "compile_seconds": samples["compile_seconds"]}
+    print(f"  {settings_text(overrides)} seed {seed}: FD {row['sample_fd']:.2f}, P {row['precision']:.3f}, "
+          f"R {row['recall']:.3f}" + (f", class acc. {row['class_accuracy']:.1%}" if self.num_classes else "")
+          + f", {row['ms_per_image']:.1f} ms/image", flush=True)
+    return row
+
+  def describe(self) -> str:
+    """The prior in words, for the results' headers."""
+    c = self.config
+    return (f"`{os.path.relpath(self.workdir, ROOT) if self.workdir.startswith(ROOT) else self.workdir}`: "
+            f"{self.family}, width {c.network.width}, depth {c.network.depth}, {c.train.steps} steps at batch "
+            f"{c.data.batch_size}, seed {c.seed}; its sampler: {settings_text(build.sampler_kwargs(c))}")
+
+
+def settings_text(settings: dict) -> str:
+  return ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+
+
+# --- mean and spread ----------------------------------------------------------------------------------------------
+
+
+def aggregate(rows: list[dict], by: tuple, metrics=tuple(METRICS)) -> list[dict]:
+  """One row per distinct value of the `by` keys (in first-seen order), with <metric>_mean / _std / _min / _max
+  over the rows (seeds) that share it, `n` and `seeds`; the other keys from the first such row."""
+  groups = {}
+  for r in rows:
+    groups.setdefault(tuple(r[k] for k in by), []).append(r)
+  out = []
+  for group in groups.values():
+    a = dict(group[0], n=len(group), seeds=[r["seed"] for r in group])
+    for m in metrics:
+      values = np.array([r[m] for r in group if m in r], np.float64)
+      if len(values):
+        a.update({f"{m}_mean": values.mean(), f"{m}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
+                  f"{m}_min": values.min(), f"{m}_max": values.max()})
+    out.append(a)
+  return out
+
+
+def spread(a: dict, metric: str, fmt: str | None = None, extremes: bool = False) -> str:
+  """'mean +- std' of an aggregated metric (just the value for one seed), with the min-max range if asked."""
+  fmt = fmt or METRICS.get(metric, "{:.3f}")
+  if f"{metric}_mean" not in a:
+    return ""
+  text = fmt.format(a[f"{metric}_mean"])
+  if a["n"] > 1:
+    std = fmt.format(a[f"{metric}_std"]).rstrip("x")
+    text += f" +- {std}"
+    if extremes:
+      text += f" ({fmt.format(a[f'{metric}_min'])}-{fmt.format(a[f'{metric}_max'])})"
+  return text
+
+
+# --- results files ------------------------------------------------------------------------------------------------
+
+
+def floors_text(row: dict) -> str:
+  """The floors every score sits beside (evaluation/samples.py), from any scored row."""
+  return (f"{row['num_samples']} class-balanced samples per point vs the {row['reference']}; real-vs-real floor FD "
+          f"{row['real_fd_floor']:.2f}, precision / recall {row['real_precision_floor']:.2f} / "
+          f"{row['real_recall_floor']:.2f}; tokenizer reconstruction FD {row['recon_fd']:.2f} (the best a prior "
+          f"over these codes can expect); classifier test accuracy {row['classifier_test_accuracy']:.2%}")
+
+
+def table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> list[str]:
+  """A Markdown table: columns from `numeric_from` on right-aligned."""
+  align = ["---"] * numeric_from + ["---:"] * (len(header) - numeric_from)
+  return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |"
+                                                                           for r in rows]
+
+
+def write(out: str, lines: list[str], data) -> None:
+  """OUT.md (the lines) and OUT.json (the data), and the table on the console."""
+  with open(out + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(out + ".json", "w") as f:
+    json.dump(data, f, indent=2, default=float)
+  print("\n".join(lines), flush=True)
+
+
+def figure(panels: int, width: float = 5.0, height: float = 4.0):
+  fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+  return fig, list(axes[0])
+
+
+def curve(ax, x, rows: list[dict], metric: str, label: str, scale: float = 1.0, **kwargs) -> None:
+  """One line of aggregated `rows` (mean, std error bars when there are several seeds) against x."""
+  y = np.array([r[f"{metric}_mean"] for r in rows]) * scale
+  err = np.array([r[f"{metric}_std"] for r in rows]) * scale if rows and rows[0]["n"] > 1 else None
+  ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=label, **kwargs)
+
+
+def floor_lines(ax, row: dict) -> None:
+  """The reconstruction and real-vs-real FD floors as horizontal lines."""
+  ax.axhline(row["recon_fd"], color="gray", ls="--", lw=1, label=f"tokenizer recon. ({row['recon_fd']:.1f})")
+  ax.axhline(row["real_fd_floor"], color="gray", ls=":", lw=1, label=f"real floor ({row['real_fd_floor']:.1f})")
+
+
+def save(fig, out: str, title: str = "") -> None:
+  for ax in fig.axes:
+    ax.grid(alpha=0.3)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(out + ".png", dpi=100)
+  plt.close(fig)
+  print(f"Wrote {out}.md, .json and .png", flush=True)
+
+
+def main_guard(parser, main, quick: dict) -> None:
+  """Parses the command line (with --quick, `quick` replaces the defaults: flags given still win) and runs
+  main(args), printing UsageError and ConfigError as argparse errors (usage, message, exit 2)."""
+  args = parser.parse_args()
+  if args.quick:
+    parser.set_defaults(**quick)
+    args = parser.parse_args()
+  try:
+    main(args)
+  except (UsageError, config_lib.ConfigError) as e:
+    parser.error(str(e))
