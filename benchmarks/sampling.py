@@ -3,7 +3,7 @@
   python benchmarks/sampling.py [--repeats=3] [--batches=1,64]
       the demo sweep: the prior configs' demo-size networks (configs/prior/*_fashion_mnist.py) over 7x7 codes of
       1000 entries, MaskGIT at T = 4 / 8 / 16, AR with and without its KV cache, masked diffusion at 32 / 128 steps
-      (and at 32 with MD4's ancestral and top-p samplers and ReMDM's cap and rescale remasking), uniform diffusion
+      (and at 32 with MD4's ancestral and top-p samplers and ReMDM's cap, rescale and loop remasking), uniform diffusion
       at 32 (with and without a corrector step), mask-and-replace at 50 (ancestral and purity)
   python benchmarks/sampling.py --configs=configs/prior/maskgit_imagenet.py,configs/prior/ar_imagenet.py,\
 configs/prior/diffusion_imagenet.py --codes=1024:16x16 \
@@ -55,6 +55,8 @@ DEMO_CASES = [("maskgit", "MaskGIT T=4", dict(steps=4)), ("maskgit", "MaskGIT T=
                                                                                 remask_eta=0.008)),
               ("diffusion", "masked diffusion, ReMDM rescale 0.015, 32 steps", dict(steps=32, remask="rescale",
                                                                                     remask_eta=0.015)),
+              ("diffusion", "masked diffusion, ReMDM loop 0.02, 32 steps", dict(steps=32, remask="loop",
+                                                                                remask_eta=0.02)),
               ("uniform_diffusion", "uniform diffusion, 32 steps", dict(steps=32)),
               ("uniform_diffusion", "uniform diffusion, 32 steps + 1 corrector", dict(steps=32, corrector_steps=1)),
               ("mask_replace", "mask-and-replace, 50 steps", dict(steps=50)),

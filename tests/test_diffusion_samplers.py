@@ -12,7 +12,7 @@ from flax import nnx
 from test_priors import network
 from vqgen import config as config_lib
 from vqgen.priors import PriorNetwork, schedules
-from vqgen.priors.diffusion import MaskedDiffusion, remask_sigma, step_probabilities, time_grid
+from vqgen.priors.diffusion import LOOP, MaskedDiffusion, loop_alpha, remask_sigma, step_probabilities, time_grid
 from vqgen.priors.sampling import filter_logits, guidance_scale_at, sample_digits
 from vqgen.priors.uniform_diffusion import UniformDiffusion, corrector_kernel, corrupt, posterior_log_probs
 from vqgen.stages import build
@@ -180,12 +180,55 @@ def test_masked_samplers_at_their_neutral_settings_are_the_plain_samplers_draw_f
 
 
 @pytest.mark.parametrize("sampler,remask,eta", [("mean", "none", 0.0), ("ancestral", "cap", 0.5),
-                                                ("mean", "rescale", 1.0)])
+                                                ("mean", "rescale", 1.0), ("ancestral", "loop", 1.0)])
 def test_masked_samplers_draw_the_data_of_an_exact_denoiser(sampler, remask, eta):
   prior = MaskedDiffusion(IidTokens(rngs=nnx.Rngs(0)), schedule="cosine")
   out = jax.jit(lambda r: prior.sample(r, jnp.zeros(512, jnp.int32), steps=8, sampler=sampler, remask=remask,
                                        remask_eta=eta))(jax.random.key(8))
   np.testing.assert_allclose(frequencies(out, K), PI, atol=0.02)  # 8192 tokens: 3.7 standard errors
+
+
+def test_remdm_loop_schedule_and_its_kernel():
+  """ReMDM-loop's alpha: 0 at t = 1, alpha_on on [t_off, t_on], 1 at t = 0, linear in between; in the loop a step
+  keeps alpha_on's marginals [alpha_on p, 1 - alpha_on] with sigma capped at (1 - alpha_on) / alpha_on."""
+  t_on, t_off, a_on = LOOP
+  t = np.array([1.0, 0.8, t_on, 0.3, t_off, 0.02, 0.0])
+  expected = [0.0, a_on * 0.2 / (1 - t_on), a_on, a_on, a_on, 1 - 0.02 * (1 - a_on) / t_off, 1.0]
+  np.testing.assert_allclose(np.asarray(loop_alpha(t)), expected, rtol=1e-6, atol=1e-7)
+  grid = np.asarray(loop_alpha(np.linspace(1, 0, 201)))
+  assert np.all(np.diff(grid) >= 0)
+  sigma = float(remask_sigma(a_on, a_on, "cap", 1.0))
+  np.testing.assert_allclose(sigma, (1 - a_on) / a_on, rtol=1e-6)
+  marginal = np.concatenate([a_on * PI, [1 - a_on]])  # z_t's law for an exact model of the toy data
+  kernel = np.stack([np.asarray(step_probabilities(jnp.asarray(PI, jnp.float32), jnp.array(z), a_on, a_on, sigma))
+                     for z in range(K + 1)])
+  np.testing.assert_allclose(marginal @ kernel, marginal, rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="0 < t_off < t_on < 1"):
+    loop_alpha(0.5, (0.05, 0.55, 0.9))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "poly"])
+def test_time_of_inverts_the_training_schedule(schedule):
+  prior = MaskedDiffusion(IidTokens(rngs=nnx.Rngs(0)), schedule=schedule, exponent=3.0)
+  a = prior.alpha(jnp.linspace(0.0, 1.0, 11))
+  np.testing.assert_allclose(np.asarray(prior.alpha(prior.time_of(a))), np.asarray(a), atol=2e-6)
+
+
+def test_remdm_loop_sampler_remasks_only_inside_its_loop():
+  """At eta = 0 the loop sampler is the plain sampler on the loop's alpha (no token ever remasked, the same draws
+  for any eta outside the loop); eta > 0 changes the draws; a time-conditioned network sees the time of the
+  loop's alpha."""
+  prior = MaskedDiffusion(MixingLogits(), schedule="linear")
+  labels = jnp.arange(4)
+  run = jax.jit(lambda r, eta, loop: prior.sample(r, labels, steps=10, grid="uniform", remask="loop",
+                                                  remask_eta=eta, remask_loop=loop), static_argnames="loop")
+  key = jax.random.key(3)
+  plain = np.asarray(run(key, 0.0, LOOP))
+  assert plain.min() >= 0 and plain.max() < 16
+  assert not np.array_equal(np.asarray(run(key, 0.5, LOOP)), plain)
+  # A loop that holds no step start (t_on and t_off between grid points 0.15 and 0.2): eta does nothing.
+  narrow = (0.19, 0.16, 0.9)
+  np.testing.assert_array_equal(np.asarray(run(key, 0.0, narrow)), np.asarray(run(key, 1.0, narrow)))
 
 
 # --- uniform diffusion: the forward-backward corrector ---
@@ -293,6 +336,7 @@ def prior_config(name, **sampling):
     ("diffusion", dict(sampler="gibbs"), "sampling.sampler='gibbs'.*one of"),
     ("diffusion", dict(remask="conf"), "sampling.remask='conf'.*one of"),
     ("diffusion", dict(remask="cap", remask_eta=1.5), "sampling.remask_eta=1.5"),
+    ("diffusion", dict(remask="loop", remask_loop=(0.05, 0.55, 0.9)), "sampling.remask_loop.*t_off < t_on"),
     ("maskgit", dict(remask="cap"), "sampling.remask='cap'.*prior.name='diffusion'"),
     ("uniform_diffusion", dict(sampler="ancestral"), "sampling.sampler='ancestral'.*prior.name='diffusion'"),
     ("diffusion", dict(corrector_steps=1), "sampling.corrector_steps=1.*uniform_diffusion"),
@@ -308,6 +352,7 @@ def test_sampler_kwargs_pass_the_new_keys_to_their_family_and_count_corrector_pa
   config_lib.validate(c)
   kwargs = build.sampler_kwargs(c)
   assert (kwargs["sampler"], kwargs["remask"], kwargs["remask_eta"]) == ("topp", "rescale", 0.015)
+  assert kwargs["remask_loop"] == LOOP
   assert MaskedDiffusion.forward_passes(**kwargs) == c.sampling.steps
   c = prior_config("uniform_diffusion", corrector_steps=2)
   c.network.head = "full"

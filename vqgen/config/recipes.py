@@ -113,7 +113,7 @@ def use_prior_family(c: ml_collections.ConfigDict, name: str) -> dict:
     autoregressive     no label smoothing; variants top_k, top_p
     rq_transformer     the same, for stacked codes; variant depth_layers (its depth transformer)
     diffusion          MD4: no label smoothing, 32 steps; variants schedule, grid, time_conditioning,
-                       sampler, remask, remask_eta
+                       sampler, remask (none, cap, rescale, loop), remask_eta
     uniform_diffusion  D3PM-uniform: the same with the cosine schedule and time conditioning; variant corrector_steps
     mask_replace       VQ-Diffusion: T = 100, the paper's gbar_T = 0.9 and K bbar_T = 0.1, auxiliary weight 1e-3
                        (the source's class-conditional configs/imagenet.yaml), time conditioning, 50 ancestral steps

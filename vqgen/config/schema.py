@@ -191,8 +191,10 @@ def prior_config() -> ml_collections.ConfigDict:
   c.sampling.purity_weight = 1.0          # mask_replace purity: r, how much purer tokens are sharpened
   c.sampling.sampler = "mean"             # diffusion: mean | ancestral | topp (MD4's step functions, the same law;
                                           # topp needs top_p < 1), see priors/diffusion.py
-  c.sampling.remask = "none"              # diffusion: ReMDM remasking of revealed codes: none | cap | rescale
-  c.sampling.remask_eta = 0.01            # diffusion remask: eta in [0, 1] (ReMDM's scripts: cap 0.008, rescale 0.015)
+  c.sampling.remask = "none"              # diffusion: ReMDM remasking of revealed codes: none | cap | rescale | loop
+  c.sampling.remask_eta = 0.01            # diffusion remask: eta in [0, 1] (ReMDM's scripts: cap 0.008, rescale 0.015,
+                                          # loop 0.02)
+  c.sampling.remask_loop = (0.55, 0.05, 0.9)  # diffusion remask 'loop': (t_on, t_off, alpha_on), ReMDM's
   c.sampling.corrector_steps = 0          # uniform_diffusion: forward-backward corrector steps after each step
                                           # (0 = plain ancestral; each adds steps - 1 to the NFE)
 

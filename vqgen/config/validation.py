@@ -224,6 +224,9 @@ def _validate_diffusion_samplers(c) -> None:
   _one_of(c, "sampling.sampler", SAMPLERS)
   _one_of(c, "sampling.remask", REMASKS)
   _check(0 <= s.remask_eta <= 1, "sampling.remask_eta", s.remask_eta, "must be in [0, 1] (ReMDM's eta)")
+  loop = tuple(s.remask_loop)
+  _check(len(loop) == 3 and 0 < loop[1] < loop[0] < 1 and 0 < loop[2] < 1, "sampling.remask_loop", loop,
+         "must be (t_on, t_off, alpha_on) with 0 < t_off < t_on < 1 and 0 < alpha_on < 1 (ReMDM: (0.55, 0.05, 0.9))")
   _check(isinstance(s.corrector_steps, int) and s.corrector_steps >= 0, "sampling.corrector_steps",
          s.corrector_steps, "must be an integer >= 0 (0 = no corrector)")
   for key, default in (("sampler", "mean"), ("remask", "none")):

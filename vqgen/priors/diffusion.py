@@ -35,10 +35,16 @@ forward marginals [alpha_s p(x), 1 - alpha_s]. sigma_t <= (1 - alpha_s) / alpha_
 with eta = `remask_eta`:
   cap      sigma_t = min(eta, (1 - alpha_s) / alpha_t)          (source: `remdm-cap`)
   rescale  sigma_t = eta min(1, (1 - alpha_s) / alpha_t)        (source: `remdm-rescale`)
+  loop     (source: `remdm-loop`, its scripts' (t_on, t_off, alpha_on) = (0.55, 0.05, 0.9)) the sampler's own
+           alpha(t): 0 -> alpha_on linearly from t = 1 to t_on, held at alpha_on on [t_off, t_on], alpha_on -> 1
+           linearly from t_off to 0 (`loop_alpha`); steps that start inside (t_off, t_on] remask with
+           sigma_t = min(eta, (1 - alpha_on) / alpha_on), the others not: MDLM's steps to alpha_on, a loop of
+           remask-and-reveal steps at a fixed noise level (a corrector for an exact model: the marginals stay
+           [alpha_on p(x), 1 - alpha_on]), MDLM's steps to the end. The source feeds the network the grid's t; a
+           time-conditioned network here sees the t at which the training schedule has the loop's alpha.
 sigma_t = 0 is the sampler without remasking, draw for draw (the remask coin uses its own key). Known codes
 (editing) are never remasked. Not implemented: the source's `remdm-conf` (per-token sigma from a confidence carried
-across steps, whose reveal probability for masked tokens uses sigma = 0, so it does not keep the marginals) and
-`remdm-loop` (a time-interval schedule).
+across steps, whose reveal probability for masked tokens uses sigma = 0, so it does not keep the marginals).
 """
 
 import jax
@@ -53,7 +59,8 @@ from vqgen.priors.schedules import alpha_and_derivative
 
 GRIDS = ("uniform", "cosine")
 SAMPLERS = ("mean", "ancestral", "topp")
-REMASKS = ("none", "cap", "rescale")
+REMASKS = ("none", "cap", "rescale", "loop")
+LOOP = (0.55, 0.05, 0.9)  # ReMDM-loop's (t_on, t_off, alpha_on), the source's scripts/remdm-loop.sh
 
 
 def time_grid(steps: int, kind: str = "uniform") -> jax.Array:
@@ -68,13 +75,25 @@ def time_grid(steps: int, kind: str = "uniform") -> jax.Array:
 
 def remask_sigma(alpha_t, alpha_s, remask: str = "none", eta: float = 0.0):
   """ReMDM's sigma_t for a step from t to s (module docstring): 'cap' min(eta, (1 - alpha_s) / alpha_t), 'rescale'
-  eta min(1, (1 - alpha_s) / alpha_t), 'none' 0."""
+  eta min(1, (1 - alpha_s) / alpha_t), 'none' 0 ('loop' is 'cap' inside its loop, 0 outside: `sample`)."""
   if remask not in REMASKS:
     raise ValueError(f"remask must be one of {REMASKS}, got {remask!r}.")
   bound = (1.0 - jnp.asarray(alpha_s, jnp.float32)) / alpha_t
   if remask == "none":
     return jnp.zeros_like(bound)
-  return jnp.minimum(eta, bound) if remask == "cap" else eta * jnp.minimum(1.0, bound)
+  return eta * jnp.minimum(1.0, bound) if remask == "rescale" else jnp.minimum(eta, bound)
+
+
+def loop_alpha(t, loop=LOOP):
+  """ReMDM-loop's alpha(t) for loop = (t_on, t_off, alpha_on): alpha_on (1 - t) / (1 - t_on) above t_on,
+  alpha_on on [t_off, t_on], 1 - t (1 - alpha_on) / t_off below t_off."""
+  t_on, t_off, alpha_on = loop
+  if not 0.0 < t_off < t_on < 1.0 or not 0.0 < alpha_on < 1.0:
+    raise ValueError(f"remask loop (t_on, t_off, alpha_on) needs 0 < t_off < t_on < 1 and 0 < alpha_on < 1, got "
+                     f"{tuple(loop)}.")
+  t = jnp.asarray(t, jnp.float32)
+  return jnp.where(t >= t_on, alpha_on * (1.0 - t) / (1.0 - t_on),
+                   jnp.where(t <= t_off, 1.0 - t * (1.0 - alpha_on) / t_off, alpha_on))
 
 
 def step_probabilities(p_x0: jax.Array, z_t: jax.Array, alpha_t, alpha_s, sigma=0.0) -> jax.Array:
@@ -103,6 +122,17 @@ class MaskedDiffusion(nnx.Module):
   def alpha(self, t):
     return alpha_fn(t, self.schedule, exponent=self.exponent, eps=self.eps)
 
+  def time_of(self, alpha_value, iterations: int = 30):
+    """The t in [0, 1] at which the training schedule's alpha (decreasing in t) equals alpha_value, by bisection
+    (2^-30 in t)."""
+    def halve(_, bounds):
+      lo, hi = bounds
+      mid = (lo + hi) / 2
+      above = self.alpha(mid) > alpha_value
+      return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+    lo, hi = jax.lax.fori_loop(0, iterations, halve, (jnp.zeros_like(alpha_value), jnp.ones_like(alpha_value)))
+    return (lo + hi) / 2
+
   def _logits(self, ids, t, key=None):
     return self.network(ids, t=t if self.network.time_conditioning else None, key=key)[:, 1:]
 
@@ -125,9 +155,10 @@ class MaskedDiffusion(nnx.Module):
   def sample(self, rng: jax.Array, labels: jax.Array, *, steps: int = 32, grid: str = "cosine",
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
              guidance_schedule: str = "constant", codes: jax.Array | None = None, sampler: str = "mean",
-             remask: str = "none", remask_eta: float = 0.0) -> jax.Array:
+             remask: str = "none", remask_eta: float = 0.0, remask_loop: tuple = LOOP) -> jax.Array:
     """Codes [B, N] from all-mask (or from `codes`, mask id where unknown) at t = 1 down to t = 0 in `steps` network
-    calls, by MD4's `sampler` with ReMDM's `remask` schedule at eta = `remask_eta` (module docstring)."""
+    calls, by MD4's `sampler` with ReMDM's `remask` schedule at eta = `remask_eta` (module docstring; `remask_loop`
+    = (t_on, t_off, alpha_on) of remask='loop')."""
     if sampler not in SAMPLERS:
       raise ValueError(f"masked diffusion sampler must be one of {SAMPLERS}, got {sampler!r}.")
     if remask not in REMASKS:
@@ -142,14 +173,23 @@ class MaskedDiffusion(nnx.Module):
     times = time_grid(steps, grid)
     z0, known = (jnp.full((b, n), vocab.mask_id, jnp.int32), None) if codes is None else net.known(codes, b)
 
+    if remask == "loop":
+      loop_alpha(0.5, remask_loop)  # checks the loop's settings before tracing
+
     def step(i, carry):
       z, _ = carry
       t, s = times[steps - i], times[steps - i - 1]
+      if remask == "loop":  # the loop's own alpha; remasking (capped) only on steps starting inside the loop
+        a_t, a_s = loop_alpha(t, remask_loop), loop_alpha(s, remask_loop)
+        inside = (t <= remask_loop[0]) & (t > remask_loop[1])
+        sigma = jnp.where(inside, remask_sigma(a_t, a_s, "cap", remask_eta), 0.0)
+        t_net = self.time_of(a_t)
+      else:
+        a_t, a_s, t_net = self.alpha(t), self.alpha(s), t
+        sigma = 0.0 if remask == "none" else remask_sigma(a_t, a_s, remask, remask_eta)
       scale = guidance_scale_at(guidance_scale, i / max(steps - 1, 1), guidance_schedule)
       logits = net.guided(z, labels, scale,
-                          t=jnp.full((b,), t) if net.time_conditioning else None)
-      a_t, a_s = self.alpha(t), self.alpha(s)
-      sigma = 0.0 if remask == "none" else remask_sigma(a_t, a_s, remask, remask_eta)
+                          t=jnp.full((b,), t_net) if net.time_conditioning else None)
       z = self.sample_step(jax.random.fold_in(rng, i), z, logits, a_t, a_s, sigma, sampler=sampler,
                            temperature=temperature, top_k=top_k, top_p=top_p, known=known)
       return z, net.factorization.compose(jnp.argmax(logits, -1).astype(jnp.int32))

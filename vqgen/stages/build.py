@@ -87,7 +87,8 @@ def sampler_kwargs(config) -> dict:
   if config.prior.name == "maskgit":
     return dict(common, steps=s.steps, schedule=s.mask_schedule, choice_temperature=s.choice_temperature)
   if config.prior.name == "diffusion":
-    return dict(common, steps=s.steps, grid=s.grid, sampler=s.sampler, remask=s.remask, remask_eta=s.remask_eta)
+    return dict(common, steps=s.steps, grid=s.grid, sampler=s.sampler, remask=s.remask, remask_eta=s.remask_eta,
+                remask_loop=tuple(s.remask_loop))
   if config.prior.name == "uniform_diffusion":
     return dict(common, steps=s.steps, grid=s.grid, corrector_steps=s.corrector_steps)
   if config.prior.name == "mask_replace":
