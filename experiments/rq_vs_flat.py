@@ -5,6 +5,8 @@ transformer over the T x D flattened codes).
   python experiments/rq_vs_flat.py                                   # trains configs/tokenizer/rvq_fashion_mnist.py
   python experiments/rq_vs_flat.py --tokenizer=runs/rvq --steps=2400
   python experiments/rq_vs_flat.py --tokenizer=runs/rvq --quick --out=/tmp/rq      # 20 steps, 100 samples: a check
+  python experiments/rq_vs_flat.py --tokenizer=runs/rvq --rows=rq --workdir=runs/rq2  # one row; the table keeps the
+                                                     # other rows of an earlier run with the same tokenizer and budget
 
 Rows: `flat`, the autoregressive prior (configs/prior/ar_fashion_mnist.py) over the codes flattened to one row of
 w x D codes per grid row (T D slots, network.depth layers), and `rq`, the RQ-Transformer (configs/prior/
@@ -17,6 +19,7 @@ samples vs the Fashion-MNIST test split). Writes experiments/results/rq_vs_flat[
 """
 
 import argparse
+import json
 import os
 import shutil
 import time
@@ -75,7 +78,20 @@ def train(name: str, spec: str, workdir: str, seed: int) -> dict:
           "flops_per_sequence": flops, "num_params": num_params, "minutes": (time.perf_counter() - start) / 60, "workdir": workdir, **results}
 
 
+def merged(rows, out):
+  """`rows` after the rows of OUT.json with other names and the same tokenizer and budget: rows trained by separate
+  commands (`--rows=flat`, `--rows=rq --workdir=...`, even on other machines) end in one table."""
+  if not os.path.exists(out + ".json"):
+    return rows
+  with open(out + ".json") as f:
+    earlier = json.load(f)
+  same = lambda r: all(r[k] == rows[0][k] for k in ("tokenizer", "steps", "batch_size", "width", "seed"))
+  names = {r["row"] for r in rows}
+  return [r for r in earlier if r["row"] not in names and same(r)] + rows
+
+
 def write(rows, out, tokenizer):
+  rows = merged(rows, out)
   lines = ["# RQ-Transformer vs flattening at equal compute", "", f"Command: `{lib.command()}`. Tokenizer "
            f"`{os.path.relpath(tokenizer, lib.ROOT) if tokenizer.startswith(lib.ROOT) else tokenizer}` "
            f"(stacked codes, D per position). Each prior: {rows[0]['steps']} steps at batch {rows[0]['batch_size']}, "
