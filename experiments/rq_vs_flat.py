@@ -64,7 +64,7 @@ def step_cost(config) -> tuple[float, int]:
   return float(cost["flops"]) / 8, sum(x.size for x in jax.tree.leaves(params))
 
 
-def train(name: str, spec: str, workdir: str, seed: int) -> dict:
+def train(name: str, spec: str, workdir: str, seed: int, tokenizer: str) -> dict:
   config = config_lib.load_config(spec)
   with config.unlocked():
     config.seed = seed
@@ -73,7 +73,7 @@ def train(name: str, spec: str, workdir: str, seed: int) -> dict:
   results = run(config, workdir)
   n = config.network
   layers = f"{n.depth} spatial + {n.depth_layers} depth" if config.prior.name == "rq_transformer" else f"{n.depth}"
-  return {"row": name, "prior": config.prior.name, "spec": os.path.relpath(spec, lib.ROOT), "layers": layers,
+  return {"row": name, "tokenizer": tokenizer, "prior": config.prior.name, "spec": os.path.relpath(spec, lib.ROOT), "layers": layers,
           "width": n.width, "steps": config.train.steps, "batch_size": config.data.batch_size, "seed": seed,
           "flops_per_sequence": flops, "num_params": num_params, "minutes": (time.perf_counter() - start) / 60, "workdir": workdir, **results}
 
@@ -85,7 +85,8 @@ def merged(rows, out):
     return rows
   with open(out + ".json") as f:
     earlier = json.load(f)
-  same = lambda r: all(r[k] == rows[0][k] for k in ("tokenizer", "steps", "batch_size", "width", "seed"))
+  same = lambda r: all(r.get(k, rows[0][k]) == rows[0][k] for k in ("tokenizer", "steps", "batch_size", "width",
+                                                                     "seed"))
   names = {r["row"] for r in rows}
   return [r for r in earlier if r["row"] not in names and same(r)] + rows
 
@@ -125,7 +126,7 @@ def main(args):
   rows = []
   for name in lib.choices(args.rows, list(cases), "row"):
     rows.append(train(name, cases[name], os.path.join(os.path.abspath(args.workdir), name + (
-        f"_{args.tag}" if args.tag else "")), args.seed))
+        f"_{args.tag}" if args.tag else "")), args.seed, tokenizer))
     shutil.copy(os.path.join(rows[-1]["workdir"], "samples.png"), f"{out}_{name}.png")
     write(rows, out, tokenizer)  # after every row: an interrupted comparison keeps its rows
 
