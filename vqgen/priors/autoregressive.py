@@ -35,12 +35,7 @@ class Autoregressive(nnx.Module):
     k_label, k_drop = jax.random.split(rng)
     labels = net.drop_labels(labels, k_label) if train else labels
     logits = net(net.sequence(labels, codes[:, :-1]), causal=True, key=k_drop if train else None)
-    digits = net.factorization.digits(codes)
-    ce = heads_lib.cross_entropy(logits, digits, self.label_smoothing)
-    nll = heads_lib.cross_entropy(logits, digits)
-    accuracy = jnp.mean(jnp.all(jnp.argmax(logits, -1) == digits, -1))
-    return jnp.mean(ce), {"nll": jnp.mean(nll), "bits_per_token": jnp.mean(nll) / jnp.log(2.0),
-                          "accuracy": accuracy}
+    return heads_lib.chain_rule_loss(logits, net.factorization.digits(codes), self.label_smoothing)
 
   def sample(self, rng: jax.Array, labels: jax.Array, *, temperature: float = 1.0, top_k: int = 0,
              top_p: float = 1.0, guidance_scale: float = 1.0, guidance_schedule: str = "constant",

@@ -114,3 +114,12 @@ def log_prob(logits: jax.Array, digits: jax.Array) -> jax.Array:
   """log p(code) = sum_g log p_g(digit_g): [..., G, V], [..., G] -> [...]."""
   lp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), digits[..., None], -1)[..., 0]
   return jnp.sum(lp, -1)
+
+
+def chain_rule_loss(logits: jax.Array, digits: jax.Array, label_smoothing: float = 0.0):
+  """The loss of a prior whose logits are every code's conditional (autoregressive, RQ-Transformer): the mean
+  (label-smoothed) cross-entropy per code, and the metrics nll (nats per code, exact), bits_per_token, accuracy."""
+  nll = jnp.mean(cross_entropy(logits, digits))
+  accuracy = jnp.mean(jnp.all(jnp.argmax(logits, -1) == digits, -1))
+  return jnp.mean(cross_entropy(logits, digits, label_smoothing)), {
+      "nll": nll, "bits_per_token": nll / jnp.log(2.0), "accuracy": accuracy}
