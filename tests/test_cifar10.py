@@ -1,10 +1,11 @@
-"""CIFAR-10 recipes without CIFAR-10: the priors of configs/prior/*_cifar10.py smoke-train over the 8x8 codes of a
-tiny tokenizer of synthetic 32x32x3 images on the 8 simulated devices with a 4-way fsdp axis and restore on meshes
-of other shapes (the tokenizer config itself: tests/test_configs_smoke.py, `:data=synthetic`), their bits per
-dimension are checked against a hand-computed likelihood, and `data.name = 'cifar10'` without the prepared dataset
-fails naming it and how to prepare it. MaskGIT's and masked diffusion's files are loaded and validated here and in
-tests/test_config.py; their families run the same fsdp smoke and restore in tests/test_imagenet_priors.py (the
-network is tiny in both, so the two files would train the same model on another code grid)."""
+"""CIFAR-10 recipes without CIFAR-10, over the 8x8 codes of a tiny tokenizer of synthetic 32x32x3 images (the
+tokenizer config itself: tests/test_configs_smoke.py, `:data=synthetic`): the autoregressive prior of
+configs/prior/ar_cifar10.py smoke-trains on the 8 simulated devices with a 4-way fsdp axis, restores on meshes of
+other shapes and its bits per dimension are checked against a hand-computed likelihood; every other family's file
+builds its prior over those codes (1000 classes) and computes a finite loss on them, the part a file of its own can
+break (the training loop, sampling and restore of each family run in tests/test_prior_stage.py and
+tests/test_imagenet_priors.py); `data.name = 'cifar10'` without the prepared dataset fails naming it and how to
+prepare it."""
 
 import json
 import os
@@ -50,24 +51,28 @@ def ar_run(rgb_tokenizer_dir, tmp_path_factory):
   return workdir, run(load(f"{AR}:tokenizer={rgb_tokenizer_dir}", *TINY), str(workdir))
 
 
-# The families whose fsdp smoke run is not in tests/test_imagenet_priors.py.
-SMOKE = [p for p in CIFAR10_PRIORS if config_lib.load_config(p).prior.name not in ("maskgit", "diffusion")]
-
-
-@pytest.mark.parametrize("path", SMOKE, ids=os.path.basename)
-def test_cifar10_prior_config_smoke(path, rgb_tokenizer_dir, tmp_path, request):
-  if path == AR:
-    tmp_path, results = request.getfixturevalue("ar_run")
-  else:
-    results = run(load(f"{path}:tokenizer={rgb_tokenizer_dir}", *TINY), str(tmp_path))
+def test_cifar10_ar_prior_smoke(ar_run):
+  tmp_path, results = ar_run
   assert results["step"] == 2 and np.isfinite(results["val_loss"]) and results["num_samples"] == 20
   with np.load(tmp_path / "samples.npz") as f:
     assert f["images"].shape == (20, 32, 32, 3) and f["tokens"].shape == (20, 8, 8)
-  assert json.loads((tmp_path / "metrics.json").read_text())["likelihood"] == results["likelihood"]
-  assert results["likelihood"] == ("exact" if path == AR else "bound")
+  assert json.loads((tmp_path / "metrics.json").read_text())["likelihood"] == results["likelihood"] == "exact"
   assert results["val_bits_per_dim"] == pytest.approx(results["val_bits_per_token"] * 64 / PIXELS, rel=1e-12)
   assert np.isfinite(results["val_bits_per_dim"]) and results["val_bits_per_dim"] > 0
   assert_restores_on_other_meshes(tmp_path, PriorStage)
+
+
+@pytest.mark.parametrize("path", [p for p in CIFAR10_PRIORS if p != AR], ids=os.path.basename)
+def test_cifar10_prior_config_builds_and_scores_the_codes(path, rgb_tokenizer_dir):
+  from flax import nnx
+  from test_codes_to_priors import loss_and_step
+
+  stage = PriorStage(load(f"{path}:tokenizer={rgb_tokenizer_dir}", *TINY))
+  assert tuple(stage.code_shape) == (8, 8) and stage.config.prior.num_classes == 1000
+  codes = stage.train_codes
+  batch = {"codes": jnp.asarray(codes["codes"][:16].reshape(16, -1)), "label": jnp.asarray(codes["labels"][:16])}
+  loss, metrics, _, _, _ = loss_and_step(stage, stage.build_model(nnx.Rngs(0)), batch, jax.random.key(0), False)
+  assert np.isfinite(float(loss)) and float(loss) > 0 and all(np.isfinite(float(v)) for v in metrics.values())
 
 
 def test_reported_bits_per_dim_is_the_total_code_nll_over_the_pixels(ar_run):

@@ -40,9 +40,23 @@ def prior_config(path, tokenizer_dir, *overrides):
   return load(f"{path}:tokenizer={tokenizer_dir}", *PRIOR_TINY, *overrides)
 
 
+@pytest.fixture(scope="module")
+def smoke_runs(tokenizer_dir, tmp_path_factory):
+  """path -> (workdir, results) of each prior config's smoke run, trained once (the sampling CLI test reuses one)."""
+  runs = {}
+
+  def get(path):
+    if path not in runs:
+      workdir = tmp_path_factory.mktemp(os.path.basename(path)[:-3])
+      runs[path] = workdir, run(prior_config(path, tokenizer_dir), str(workdir))
+    return runs[path]
+
+  return get
+
+
 @pytest.mark.parametrize("path", PRIOR_CONFIGS, ids=os.path.basename)
-def test_prior_config_smoke(path, tokenizer_dir, tmp_path):
-  results = run(prior_config(path, tokenizer_dir), str(tmp_path))
+def test_prior_config_smoke(path, smoke_runs):
+  tmp_path, results = smoke_runs(path)
   assert results["step"] == 2 and np.isfinite(results["val_loss"]) and results["num_samples"] == 20
   with np.load(tmp_path / "samples.npz") as f:
     images, tokens, labels = f["images"], f["tokens"], f["labels"]
@@ -81,11 +95,10 @@ def test_prior_needs_a_trained_tokenizer(tmp_path):
     run(config, str(tmp_path / "prior"))
 
 
-def test_sample_cli_writes_samples_and_reports_nfe(tokenizer_dir, tmp_path):
-  path = [p for p in PRIOR_CONFIGS if "maskgit" in p][0]
-  run(prior_config(path, tokenizer_dir), str(tmp_path / "prior"))
+def test_sample_cli_writes_samples_and_reports_nfe(smoke_runs, tmp_path):
+  prior_dir, _ = smoke_runs([p for p in PRIOR_CONFIGS if "maskgit" in p][0])
   result = subprocess.run(
-      [sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--num_samples=6", "--labels=3",
+      [sys.executable, "-m", "vqgen.sample", f"--workdir={prior_dir}", "--num_samples=6", "--labels=3",
        "--steps=3", "--guidance_scale=2", f"--output={tmp_path}/out"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -95,7 +108,7 @@ def test_sample_cli_writes_samples_and_reports_nfe(tokenizer_dir, tmp_path):
     assert "checkpoint" in f.read().lower()  # Orbax's restore records went to the log file
   with np.load(tmp_path / "out" / "samples.npz") as f:
     assert f["images"].shape == (6, 28, 28, 1) and set(f["labels"].tolist()) == {3}
-  bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={tmp_path}/prior", "--labels=12",
+  bad = subprocess.run([sys.executable, "-m", "vqgen.sample", f"--workdir={prior_dir}", "--labels=12",
                         f"--output={tmp_path}/bad"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "--labels must lie in [0, 10)" in bad.stderr

@@ -29,6 +29,28 @@ from jax.experimental import multihost_utils
 from vqgen.train import writers
 
 DIGEST = "vqgen_digest"  # file names vqgen_digest.process_<i>.json
+# Orbax writes a replicated array in slices, one per replica ("replica-parallel"); each slice is a jitted
+# `slice_in_dim`, compiled once per array shape, which for small arrays costs far more than the write it spreads:
+# the first save of a model of ~150 small arrays on 8 devices took 64 s against 0.1 s unsliced. Arrays whose slice
+# per replica would be under 1 MiB are written whole by their first replica.
+MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 1 << 20
+
+
+def _register_array_handler() -> None:
+  default = ocp.type_handlers.get_type_handler(jax.Array)
+  handler = ocp.type_handlers.ArrayHandler(
+      min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL,
+      array_metadata_store=getattr(default, "_array_metadata_store", None))
+  absl_logger = logging.getLogger("absl")  # (Orbax warns that a handler is replaced: that is the point)
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+  finally:
+    absl_logger.setLevel(level)
+
+
+_register_array_handler()
 
 
 def owner(relpath: str) -> int:
