@@ -5,6 +5,7 @@
   ...vq_fashion_mnist.py:learning=ema,dead_code_threshold=0.1      EMA codebook with dead-code restarts
   ...vq_fashion_mnist.py:simvq=true                                SimVQ (frozen basis, learned map)
   ...vq_fashion_mnist.py:gradient=ibq                              IBQ
+  ...vq_fashion_mnist.py:assignment=optimal_transport,cosine=false  OptVQ (Sinkhorn assignment in training)
 Defaults: 1024 codes, 32-channel latents looked up in an 8-dim l2-normalised space (ViT-VQGAN), k-means init.
 """
 
@@ -24,6 +25,9 @@ def get_config(arg: str | None = None):
       "dead_code_threshold": ("quantizer.dead_code_threshold", float),
       "simvq": ("quantizer.simvq", config_lib.boolean),
       "kmeans_init": ("quantizer.kmeans_init", config_lib.boolean),
+      "assignment": ("quantizer.assignment", str),
+      "sinkhorn_iters": ("quantizer.sinkhorn_iters", int),
+      "sinkhorn_temperature": ("quantizer.sinkhorn_temperature", float),
       "steps": ("train.steps", int),
   })
   c.lock()

@@ -26,6 +26,10 @@ Options, each opt-in and named after its paper:
              codes on Fashion-MNIST against 94% with N(0, 1/d), docs/results.md)
   entropy_weight  w * (mean_n H(p_n) - H(mean_n p_n)) with p_n = softmax(-||x_n - c||^2 / entropy_temperature):
                 confident assignments, evenly used codebook (the MAGVIT / LFQ regulariser on a learned codebook)
+  assignment 'nearest'  argmin distance
+             'optimal_transport'  OptVQ (Zhang et al. 2024): in training, the batch's Sinkhorn plan to the codes
+                        with uniform marginals (sinkhorn_iters, sinkhorn_temperature; quantizers/assignment.py);
+                        the nearest code at inference
 """
 
 import math
@@ -34,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics
 from vqgen.quantizers.entropy import categorical_entropies
 
@@ -112,7 +117,8 @@ class VQ(nnx.Module):
                learning: str = "gradient", decay: float = 0.99, eps: float = 1e-5, cosine: bool = False,
                kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0,
                simvq: bool = False, gumbel_temperature: float = 1.0, entropy_weight: float = 0.0,
-               entropy_temperature: float = 0.01, rngs: nnx.Rngs):
+               entropy_temperature: float = 0.01, assignment: str = "nearest", sinkhorn_iters: int = 5,
+               sinkhorn_temperature: float = 0.1, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -142,6 +148,14 @@ class VQ(nnx.Module):
                        f"{entropy_temperature}.")
     if gumbel_temperature <= 0:
       raise ValueError(f"gumbel_temperature must be > 0, got {gumbel_temperature}.")
+    if assignment not in ASSIGNMENTS:
+      raise ValueError(f"VQ assignment must be one of {ASSIGNMENTS}, got {assignment!r}.")
+    if assignment == "optimal_transport" and gradient == "gumbel":
+      raise ValueError("assignment='optimal_transport' picks the codes itself; gradient='gumbel' samples them: "
+                       "use one of the two.")
+    if sinkhorn_iters < 1 or sinkhorn_temperature <= 0:
+      raise ValueError(f"VQ needs sinkhorn_iters >= 1 and sinkhorn_temperature > 0, got {sinkhorn_iters}, "
+                       f"{sinkhorn_temperature}.")
     self.dim, self.codebook_size = dim, codebook_size
     self.codebook_dim = codebook_dim or dim
     self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
@@ -149,6 +163,7 @@ class VQ(nnx.Module):
     self.cosine, self.kmeans_init, self.kmeans_iters = cosine, kmeans_init, kmeans_iters
     self.dead_code_threshold, self.simvq, self.gumbel_temperature = dead_code_threshold, simvq, gumbel_temperature
     self.entropy_weight, self.entropy_temperature = entropy_weight, entropy_temperature
+    self.assignment, self.sinkhorn_iters, self.sinkhorn_temperature = assignment, sinkhorn_iters, sinkhorn_temperature
     d, k = self.codebook_dim, codebook_size
     if self.codebook_dim != dim:
       self.project_in = nnx.Linear(dim, d, rngs=rngs)
@@ -197,7 +212,11 @@ class VQ(nnx.Module):
     codes = self.codes()
     # ||x||^2 is constant per row: argmin (and the Gumbel softmax) only need ||c||^2 - 2 x.c.
     distances = jnp.sum(jnp.square(codes), -1)[None, :] - 2.0 * x @ codes.T
-    indices = jnp.argmin(distances, -1).astype(jnp.int32)
+    if train and self.assignment == "optimal_transport":
+      squared = distances + jnp.sum(jnp.square(x), -1, keepdims=True)
+      indices = optimal_transport_indices(squared, self.sinkhorn_iters, self.sinkhorn_temperature)
+    else:
+      indices = jnp.argmin(distances, -1).astype(jnp.int32)
     q = jnp.take(codes, indices, axis=0)
     losses = {"commitment": self.commitment_weight * jnp.mean(jnp.square(x - jax.lax.stop_gradient(q)))}
     if self.learning == "gradient" and self.gradient != "gumbel":
