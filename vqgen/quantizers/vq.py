@@ -30,6 +30,10 @@ Options, each opt-in and named after its paper:
              'optimal_transport'  OptVQ (Zhang et al. 2024): in training, the batch's Sinkhorn plan to the codes
                         with uniform marginals (sinkhorn_iters, sinkhorn_temperature; quantizers/assignment.py);
                         the nearest code at inference
+  orthogonal_weight  TIQ's orthogonal codebook regularisation (quantizers/regularizers.py; paper weight 10), over
+                the codes the batch uses (orthogonal_active_only) and at most orthogonal_max_codes random ones
+  diversity_weight  -H(mean_n softmax(-||x_n - c||^2 / diversity_temperature)): the batch's code marginal spread
+                out (the codebook half of the entropy loss alone)
 """
 
 import math
@@ -41,6 +45,7 @@ from flax import nnx
 from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics
 from vqgen.quantizers.entropy import categorical_entropies
+from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
 
 GRADIENTS = ("ste", "rotation", "gumbel", "ibq")
 LEARNING = ("gradient", "ema")
@@ -118,7 +123,9 @@ class VQ(nnx.Module):
                kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0,
                simvq: bool = False, gumbel_temperature: float = 1.0, entropy_weight: float = 0.0,
                entropy_temperature: float = 0.01, assignment: str = "nearest", sinkhorn_iters: int = 5,
-               sinkhorn_temperature: float = 0.1, rngs: nnx.Rngs):
+               sinkhorn_temperature: float = 0.1, orthogonal_weight: float = 0.0, orthogonal_max_codes: int = 0,
+               orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
+               diversity_temperature: float = 0.01, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -153,6 +160,13 @@ class VQ(nnx.Module):
     if assignment == "optimal_transport" and gradient == "gumbel":
       raise ValueError("assignment='optimal_transport' picks the codes itself; gradient='gumbel' samples them: "
                        "use one of the two.")
+    if orthogonal_weight < 0 or orthogonal_max_codes < 0 or diversity_weight < 0 or diversity_temperature <= 0:
+      raise ValueError("VQ needs orthogonal_weight, orthogonal_max_codes, diversity_weight >= 0 and "
+                       f"diversity_temperature > 0, got {orthogonal_weight}, {orthogonal_max_codes}, "
+                       f"{diversity_weight}, {diversity_temperature}.")
+    if orthogonal_weight > 0 and learning == "ema":
+      raise ValueError("orthogonal_weight regularises a codebook learned by gradient; learning='ema' moves codes "
+                       "by running averages that no loss reaches: use learning='gradient'.")
     if sinkhorn_iters < 1 or sinkhorn_temperature <= 0:
       raise ValueError(f"VQ needs sinkhorn_iters >= 1 and sinkhorn_temperature > 0, got {sinkhorn_iters}, "
                        f"{sinkhorn_temperature}.")
@@ -164,6 +178,9 @@ class VQ(nnx.Module):
     self.dead_code_threshold, self.simvq, self.gumbel_temperature = dead_code_threshold, simvq, gumbel_temperature
     self.entropy_weight, self.entropy_temperature = entropy_weight, entropy_temperature
     self.assignment, self.sinkhorn_iters, self.sinkhorn_temperature = assignment, sinkhorn_iters, sinkhorn_temperature
+    self.orthogonal_weight, self.orthogonal_max_codes = orthogonal_weight, orthogonal_max_codes
+    self.orthogonal_active_only = orthogonal_active_only
+    self.diversity_weight, self.diversity_temperature = diversity_weight, diversity_temperature
     d, k = self.codebook_dim, codebook_size
     if self.codebook_dim != dim:
       self.project_in = nnx.Linear(dim, d, rngs=rngs)
@@ -181,7 +198,8 @@ class VQ(nnx.Module):
     else:
       self.codebook = nnx.Param(init)
     self.initialized = CodebookStat(jnp.array(not kmeans_init))
-    self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init) else None
+    sampled_orthogonal = orthogonal_weight > 0 and 0 < orthogonal_max_codes < codebook_size
+    self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init or sampled_orthogonal) else None
 
   def codes(self) -> jax.Array:
     """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
@@ -226,6 +244,12 @@ class VQ(nnx.Module):
       sample, codebook = categorical_entropies(-distances / self.entropy_temperature)
       losses["entropy"] = self.entropy_weight * (sample - codebook)
       metrics = {"sample_entropy": sample, "codebook_entropy": codebook}
+    if train and self.diversity_weight:
+      losses["diversity"] = self.diversity_weight * diversity_loss(-distances / self.diversity_temperature)
+    if train and self.orthogonal_weight:
+      losses["orthogonal"] = self.orthogonal_weight * sampled_orthogonal_loss(
+          codes, indices, active_only=self.orthogonal_active_only, max_codes=self.orthogonal_max_codes,
+          key=self.rngs() if self.rngs is not None else None)
     quantized = self._estimator(x, q, codes, distances, indices, train)
     if train and self.learning == "ema":
       self._ema_update(jax.lax.stop_gradient(x), indices)
