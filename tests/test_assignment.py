@@ -1,7 +1,7 @@
-"""OptVQ's optimal-transport assignment (vqgen/quantizers/assignment.py): the Sinkhorn plan against the source's
-linear-space iteration and its marginals, its limit against the optimal assignment found by brute force, and the
-VQ option: every code used in training from a codebook the nearest-code rule leaves collapsed, the nearest code at
-inference."""
+"""VQ assignments in training (vqgen/quantizers/assignment.py). OptVQ's optimal transport: the Sinkhorn plan
+against the source's linear-space iteration and its marginals, its limit against the optimal assignment found by
+brute force, every code used from a codebook the nearest-code rule leaves collapsed. Stochastic code sampling: the
+draws against the Boltzmann law. Both take the nearest code at inference."""
 
 import itertools
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vqgen.quantizers.assignment import optimal_transport_indices, sinkhorn_log_plan, standardized_cost
+from vqgen.quantizers.assignment import (optimal_transport_indices, sampled_indices, sinkhorn_log_plan,
+                                         standardized_cost)
 from vqgen.quantizers.vq import VQ
 
 
@@ -117,3 +118,33 @@ def test_gradient_reaches_the_encoder_and_the_codebook_through_the_assigned_code
 
   grads_p, grads_z = jax.grad(loss, argnums=(0, 1))(params, z)
   assert float(jnp.abs(grads_z).sum()) > 0 and float(jnp.abs(grads_p["codebook"][...]).sum()) > 0
+
+
+def test_sampled_codes_follow_the_boltzmann_law_and_tend_to_the_nearest():
+  """Stochastic code sampling: 20000 draws per vector against p(k | x) = softmax(-||x - c_k||^2 / T) computed in
+  float64 (within 4 standard errors); at a tiny temperature the draw is the nearest code."""
+  rng = np.random.default_rng(7)
+  x, c = rng.normal(size=(3, 2)), rng.normal(size=(5, 2))
+  d = squared_distances(x, c)
+  logits = -d / 0.5
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  draws = jax.vmap(lambda key: sampled_indices(jnp.asarray(d, jnp.float32), 0.5, key))(
+      jax.random.split(jax.random.key(0), 20000))
+  for n in range(3):
+    freq = np.bincount(np.asarray(draws[:, n]), minlength=5) / 20000
+    np.testing.assert_array_less(np.abs(freq - p[n]), 4 * np.sqrt(p[n] * (1 - p[n]) / 20000) + 1e-4)
+  cold = sampled_indices(jnp.asarray(d, jnp.float32), 1e-4, jax.random.key(1))
+  np.testing.assert_array_equal(cold, np.argmin(d, 1))
+
+
+def test_vq_samples_codes_in_training_and_takes_the_nearest_at_inference():
+  rng = np.random.default_rng(8)
+  z = jnp.asarray(rng.normal(size=(256, 4)), jnp.float32)
+  q = vq("sample", sample_temperature=2.0)
+  nearest = np.argmin(squared_distances(np.asarray(z, np.float64), np.asarray(q.codes(), np.float64)), 1)
+  np.testing.assert_array_equal(q(z, train=False).indices, nearest)
+  drawn = np.asarray(q(z, train=True).indices)
+  assert 0.05 < np.mean(drawn != nearest) < 0.95  # a warm law moves some vectors off their nearest code
+  out = q(z, train=True)
+  np.testing.assert_allclose(out.quantized, np.asarray(q.codes())[np.asarray(out.indices)], rtol=1e-5, atol=1e-6)

@@ -6,6 +6,7 @@
   ...vq_fashion_mnist.py:simvq=true                                SimVQ (frozen basis, learned map)
   ...vq_fashion_mnist.py:gradient=ibq                              IBQ
   ...vq_fashion_mnist.py:assignment=optimal_transport,cosine=false  OptVQ (Sinkhorn assignment in training)
+  ...vq_fashion_mnist.py:assignment=sample,sample_temperature=0.1   stochastic code sampling in training
   ...vq_fashion_mnist.py:orthogonal_weight=10                      TIQ's orthogonal codebook regularisation
   ...vq_fashion_mnist.py:diversity_weight=0.1                      codebook diversity (batch code entropy)
 Defaults: 1024 codes, 32-channel latents looked up in an 8-dim l2-normalised space (ViT-VQGAN), k-means init.
@@ -30,6 +31,7 @@ def get_config(arg: str | None = None):
       "assignment": ("quantizer.assignment", str),
       "sinkhorn_iters": ("quantizer.sinkhorn_iters", int),
       "sinkhorn_temperature": ("quantizer.sinkhorn_temperature", float),
+      "sample_temperature": ("quantizer.sample_temperature", float),
       "orthogonal_weight": ("quantizer.orthogonal_weight", float),
       "orthogonal_max_codes": ("quantizer.orthogonal_max_codes", int),
       "diversity_weight": ("quantizer.diversity_weight", float),

@@ -1,4 +1,5 @@
-"""How a VQ batch is assigned to codes: the nearest code, or OptVQ's optimal-transport plan.
+"""How a VQ batch is assigned to codes in training: the nearest code, OptVQ's optimal-transport plan, or a code
+drawn from the Boltzmann distribution over distances (stochastic code sampling).
 
 OptVQ (Zhang et al. 2024, "Preventing Local Pitfalls in Vector Quantization via Optimal Transport", arXiv
 2412.15195): during training, the N vectors of a batch are matched to the K codes by an entropy-regularised
@@ -12,12 +13,16 @@ source's normalize_mode='all'): C = (D - mean D) / std D - min(...). The plan is
 P = diag(u) exp(-C / temperature) diag(v) with u, v from `iters` alternating rescalings of the codes' columns to
 1/K and the vectors' rows to 1/N (the source: 5 iterations, epsilon = 1 / temperature = 10). Here in log space, so
 a code whose every entry underflows exp() in float32 still gets a finite, normalised column.
+
+Stochastic code sampling (vector-quantize-pytorch's stochastic_sample_codes, a regulariser): each vector takes a
+code drawn from p(k | x) = softmax_k(-||x - c_k||^2 / temperature) by the Gumbel-max trick; the straight-through
+gradient then passes through the drawn code. As the temperature goes to 0 it is the nearest code.
 """
 
 import jax
 import jax.numpy as jnp
 
-ASSIGNMENTS = ("nearest", "optimal_transport")
+ASSIGNMENTS = ("nearest", "optimal_transport", "sample")
 
 
 def standardized_cost(squared_distances: jax.Array) -> jax.Array:
@@ -46,3 +51,9 @@ def optimal_transport_indices(squared_distances: jax.Array, iters: int, temperat
   """OptVQ's training assignment: argmax over codes of each vector's row of the Sinkhorn plan, int32 [N]."""
   cost = standardized_cost(jax.lax.stop_gradient(squared_distances))
   return jnp.argmax(sinkhorn_log_plan(cost, iters, temperature), -1).astype(jnp.int32)
+
+
+def sampled_indices(distances: jax.Array, temperature: float, key: jax.Array) -> jax.Array:
+  """Codes drawn from softmax_k(-distances_nk / temperature) (any per-row constant in `distances`), int32 [N]."""
+  logits = -jax.lax.stop_gradient(distances).astype(jnp.float32) / temperature
+  return jnp.argmax(logits + jax.random.gumbel(key, logits.shape), -1).astype(jnp.int32)

@@ -30,6 +30,8 @@ Options, each opt-in and named after its paper:
              'optimal_transport'  OptVQ (Zhang et al. 2024): in training, the batch's Sinkhorn plan to the codes
                         with uniform marginals (sinkhorn_iters, sinkhorn_temperature; quantizers/assignment.py);
                         the nearest code at inference
+             'sample'   stochastic code sampling: in training a code drawn from softmax(-||x - c||^2 /
+                        sample_temperature); the nearest at inference
   orthogonal_weight  TIQ's orthogonal codebook regularisation (quantizers/regularizers.py; paper weight 10), over
                 the codes the batch uses (orthogonal_active_only) and at most orthogonal_max_codes random ones
   diversity_weight  -H(mean_n softmax(-||x_n - c||^2 / diversity_temperature)): the batch's code marginal spread
@@ -42,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices
+from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices, sampled_indices
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics
 from vqgen.quantizers.entropy import categorical_entropies
 from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
@@ -123,8 +125,8 @@ class VQ(nnx.Module):
                kmeans_init: bool = False, kmeans_iters: int = 10, dead_code_threshold: float = 0.0,
                simvq: bool = False, gumbel_temperature: float = 1.0, entropy_weight: float = 0.0,
                entropy_temperature: float = 0.01, assignment: str = "nearest", sinkhorn_iters: int = 5,
-               sinkhorn_temperature: float = 0.1, orthogonal_weight: float = 0.0, orthogonal_max_codes: int = 0,
-               orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
+               sinkhorn_temperature: float = 0.1, sample_temperature: float = 1.0, orthogonal_weight: float = 0.0,
+               orthogonal_max_codes: int = 0, orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
                diversity_temperature: float = 0.01, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
@@ -157,9 +159,11 @@ class VQ(nnx.Module):
       raise ValueError(f"gumbel_temperature must be > 0, got {gumbel_temperature}.")
     if assignment not in ASSIGNMENTS:
       raise ValueError(f"VQ assignment must be one of {ASSIGNMENTS}, got {assignment!r}.")
-    if assignment == "optimal_transport" and gradient == "gumbel":
-      raise ValueError("assignment='optimal_transport' picks the codes itself; gradient='gumbel' samples them: "
+    if assignment != "nearest" and gradient == "gumbel":
+      raise ValueError(f"assignment={assignment!r} picks the codes itself; gradient='gumbel' samples them: "
                        "use one of the two.")
+    if sample_temperature <= 0:
+      raise ValueError(f"VQ sample_temperature must be > 0, got {sample_temperature}.")
     if orthogonal_weight < 0 or orthogonal_max_codes < 0 or diversity_weight < 0 or diversity_temperature <= 0:
       raise ValueError("VQ needs orthogonal_weight, orthogonal_max_codes, diversity_weight >= 0 and "
                        f"diversity_temperature > 0, got {orthogonal_weight}, {orthogonal_max_codes}, "
@@ -178,6 +182,7 @@ class VQ(nnx.Module):
     self.dead_code_threshold, self.simvq, self.gumbel_temperature = dead_code_threshold, simvq, gumbel_temperature
     self.entropy_weight, self.entropy_temperature = entropy_weight, entropy_temperature
     self.assignment, self.sinkhorn_iters, self.sinkhorn_temperature = assignment, sinkhorn_iters, sinkhorn_temperature
+    self.sample_temperature = sample_temperature
     self.orthogonal_weight, self.orthogonal_max_codes = orthogonal_weight, orthogonal_max_codes
     self.orthogonal_active_only = orthogonal_active_only
     self.diversity_weight, self.diversity_temperature = diversity_weight, diversity_temperature
@@ -199,7 +204,8 @@ class VQ(nnx.Module):
       self.codebook = nnx.Param(init)
     self.initialized = CodebookStat(jnp.array(not kmeans_init))
     sampled_orthogonal = orthogonal_weight > 0 and 0 < orthogonal_max_codes < codebook_size
-    self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init or sampled_orthogonal) else None
+    self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init or sampled_orthogonal
+                         or assignment == "sample") else None
 
   def codes(self) -> jax.Array:
     """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
@@ -233,6 +239,8 @@ class VQ(nnx.Module):
     if train and self.assignment == "optimal_transport":
       squared = distances + jnp.sum(jnp.square(x), -1, keepdims=True)
       indices = optimal_transport_indices(squared, self.sinkhorn_iters, self.sinkhorn_temperature)
+    elif train and self.assignment == "sample":
+      indices = sampled_indices(distances, self.sample_temperature, self.rngs())
     else:
       indices = jnp.argmin(distances, -1).astype(jnp.int32)
     q = jnp.take(codes, indices, axis=0)
