@@ -124,3 +124,38 @@ def test_symmetric_variant(levels):
   odd = jax.random.normal(jax.random.key(1), (1000, 2)) * 2
   np.testing.assert_array_equal(np.asarray(FSQ((5, 7), symmetric=True)(odd).quantized),
                                 np.asarray(FSQ((5, 7))(odd).quantized))
+
+
+def test_rotated_fsq_is_plain_fsq_in_a_fixed_orthonormal_basis():
+  """rotation=True: R is orthogonal and fixed; the index is plain FSQ's index of z R, the output FSQ(z R) R^T; the
+  indices and the codes convert into each other; the gradient is the straight-through one, rotated back (R R^T)."""
+  from flax import nnx
+
+  from vqgen.quantizers.fsq import FSQ, haar_orthogonal
+
+  levels = (5, 5, 5, 5)
+  rotated, plain = FSQ(levels, rotation=True, rngs=nnx.Rngs(3)), FSQ(levels)
+  r = np.asarray(rotated.rotation[...], np.float64)
+  np.testing.assert_allclose(r.T @ r, np.eye(4), atol=1e-5)
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(2, 50, 4)) * 2, jnp.float32)
+  out, ref = rotated(z), plain(jnp.asarray(np.asarray(z) @ r, jnp.float32))
+  np.testing.assert_array_equal(out.indices, ref.indices)
+  np.testing.assert_allclose(out.quantized, np.asarray(ref.quantized) @ r.T, atol=1e-5)
+  np.testing.assert_allclose(rotated.indices_to_codes(out.indices), out.quantized, atol=1e-5)
+  np.testing.assert_array_equal(rotated.codes_to_indices(out.quantized), out.indices)
+  # Inside the grid's cells the straight-through Jacobian of z R is R, rotated back by R^T: the identity scaled
+  # by tanh's slope per rotated channel; at z = 0 (slope 1 - eps per half width) it is R diag(s) R^T.
+  jac = jax.jacobian(lambda v: rotated(v[None]).quantized[0])(jnp.zeros((4,)))
+  slope = np.asarray(jax.jacobian(lambda v: plain(v[None]).quantized[0])(jnp.zeros((4,))))
+  np.testing.assert_allclose(jac, r @ slope @ r.T, atol=1e-5)
+  # Haar: the first column's first coordinate is spread like a coordinate of a uniform unit vector (mean 0,
+  # variance 1/d), over many draws.
+  firsts = np.asarray(jax.vmap(lambda key: haar_orthogonal(key, 4)[0, 0])(jax.random.split(jax.random.key(0), 400)))
+  assert abs(firsts.mean()) < 0.1 and abs(firsts.var() - 0.25) < 0.05
+
+
+def test_rotation_needs_rngs():
+  from vqgen.quantizers.fsq import FSQ
+
+  with pytest.raises(ValueError, match="pass rngs"):
+    FSQ((5, 5), rotation=True)

@@ -16,6 +16,12 @@ in int32 whatever the input dtype (under bfloat16 a peer library lost half its c
 `symmetric=True` is the symmetric variant (arXiv 2411.19842): for even L the reference grid is lopsided
 (L = 8: -1, -0.75, ..., 0.75); here level k of L sits at code 2k/(L-1) - 1, symmetric about 0 for every L, with
 k = round((tanh(z)(1 - eps) + 1)(L - 1)/2). For odd L both variants give the same grid.
+
+`rotation=True` quantizes in a fixed random orthonormal basis (vector-quantize-pytorch's orthogonal_rotation,
+after the incoherence processing of QuIP, arXiv 2307.13304): with R a Haar-random orthogonal d x d matrix drawn
+once at initialisation and never trained, q(z) = FSQ(z R) R^T, the index that of FSQ(z R). Every channel of the
+rotated latent mixes all the encoder's channels, so no channel's levels go unused because its encoder output
+collapsed. Meant for equal levels on every channel (the grid is rotated as a whole).
 """
 
 import math
@@ -27,6 +33,17 @@ import numpy as np
 from flax import nnx
 
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics
+
+
+class Rotation(nnx.Variable):
+  """A fixed (never trained) orthogonal matrix of FSQ's rotated variant."""
+
+
+def haar_orthogonal(key: jax.Array, d: int) -> jax.Array:
+  """A d x d orthogonal matrix distributed by the Haar measure: Q of the QR of a Gaussian matrix, each column's sign
+  set by R's diagonal (Mezzadri 2007; plain QR is not uniform)."""
+  q, r = jnp.linalg.qr(jax.random.normal(key, (d, d)))
+  return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 # The paper's Table 1 (and appendix): recommended levels for a target codebook size 2^k.
 RECOMMENDED_LEVELS = {
@@ -42,12 +59,11 @@ def round_ste(x: jax.Array) -> jax.Array:
 
 
 class FSQ(nnx.Module):
-  """FSQ over the last axis of z; `len(levels)` channels. No parameters and no randomness (`rngs` is accepted, like
-  every quantizer's, and unused)."""
+  """FSQ over the last axis of z; `len(levels)` channels. No parameters; `rngs` draws the rotation when
+  rotation=True and is otherwise unused."""
 
-  def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False,
+  def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False, rotation: bool = False,
                rngs: nnx.Rngs | None = None):
-    del rngs
     levels = tuple(int(l) for l in levels)
     if not levels:
       raise ValueError("FSQ levels must name at least one channel, e.g. levels=(8, 5, 5, 5).")
@@ -63,6 +79,9 @@ class FSQ(nnx.Module):
     self.symmetric = bool(symmetric)
     self.codebook_size = size
     self.dim = len(levels)
+    if rotation and rngs is None:
+      raise ValueError("FSQ rotation=True draws its rotation at initialisation: pass rngs.")
+    self.rotation = Rotation(haar_orthogonal(rngs.params(), self.dim)) if rotation else None
 
   # Constants are derived from the static `levels` tuple (NNX modules hold no raw arrays).
   @property
@@ -101,21 +120,29 @@ class FSQ(nnx.Module):
     return round_ste(self.bound(z)) / self._half_width
 
   def codes_to_indices(self, codes: jax.Array) -> jax.Array:
-    """Codes [..., d] in [-1, 1] -> int32 indices [...]."""
+    """Codes [..., d] as `indices_to_codes` returns them -> int32 indices [...]."""
     self._check_dim(codes)
-    k = jnp.round(codes.astype(jnp.float32) * self._half_width + self._center).astype(jnp.int32)
+    codes = codes.astype(jnp.float32)
+    return self._grid_indices(codes @ self.rotation[...] if self.rotation is not None else codes)
+
+  def _grid_indices(self, grid: jax.Array) -> jax.Array:
+    """Points of the (unrotated) grid [..., d] -> int32 indices [...]."""
+    k = jnp.round(grid * self._half_width + self._center).astype(jnp.int32)
     return jnp.sum(k * self._basis, axis=-1, dtype=jnp.int32)
 
   def indices_to_codes(self, indices: jax.Array) -> jax.Array:
     """Int indices [...] -> float32 codes [..., d]."""
     k = (indices.astype(jnp.int32)[..., None] // self._basis) % self._levels
-    return (k.astype(jnp.float32) - self._center) / self._half_width
+    codes = (k.astype(jnp.float32) - self._center) / self._half_width
+    return codes @ self.rotation[...].T if self.rotation is not None else codes
 
   def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
     del train  # FSQ behaves the same in training and evaluation.
     self._check_dim(z)
-    quantized = self.quantize(z)
-    indices = self.codes_to_indices(jax.lax.stop_gradient(quantized))
+    rotation = self.rotation[...] if self.rotation is not None else None
+    grid = self.quantize(z if rotation is None else z.astype(jnp.float32) @ rotation)
+    indices = self._grid_indices(jax.lax.stop_gradient(grid))
+    quantized = grid if rotation is None else grid @ rotation.T
     return QuantizerOutput(quantized, indices, {}, batch_metrics(indices, self.codebook_size))
 
   def _check_dim(self, x):
