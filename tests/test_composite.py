@@ -109,3 +109,27 @@ def test_registry_builds_composites_like_their_constructors():
 def test_impossible_composites(build, message):
   with pytest.raises((ValueError, TypeError), match=message):
     build()
+
+
+def test_grouped_disentanglement_is_the_mean_squared_cosine_between_groups():
+  """FQGAN's regulariser over three VQ sub-codebooks: w * the mean over the 3 pairs of groups of mean_n cos^2 of
+  their codes at position n, pair by pair in float64; in training only; 0 for codes in orthogonal subspaces."""
+  from flax import nnx
+
+  from vqgen.quantizers import build_quantizer
+  from vqgen.quantizers.grouped import disentanglement_loss
+
+  q = build_quantizer("grouped", quantizer="vq", groups=3, disentanglement_weight=0.1, dim=4, codebook_size=8,
+                      rngs=nnx.Rngs(0))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(2, 10, 12)), jnp.float32)
+  out = q(z, train=True)
+  parts = np.split(np.asarray(out.quantized, np.float64).reshape(-1, 12), 3, -1)
+  cos2 = lambda a, b: np.mean((np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))) ** 2)
+  expected = (cos2(parts[0], parts[1]) + cos2(parts[0], parts[2]) + cos2(parts[1], parts[2])) / 3
+  np.testing.assert_allclose(out.losses["disentanglement"], 0.1 * expected, rtol=1e-5)
+  assert "disentanglement" not in q(z, train=False).losses
+  e = np.eye(4, dtype=np.float32)
+  assert float(disentanglement_loss([jnp.asarray(e[:2]), jnp.asarray(e[2:])])) == 0.0
+  with pytest.raises(ValueError, match="groups >= 2"):
+    build_quantizer("grouped", quantizer="vq", groups=1, disentanglement_weight=0.1, dim=4, codebook_size=8,
+                    rngs=nnx.Rngs(0))
