@@ -53,3 +53,8 @@ def level_metrics(indices, codebook_size, axis_name) -> dict:
   out = {k: jnp.mean(jnp.stack([m[k] for m in per])) for k in per[0]}
   out.update({f"{k}_{axis_name}0": v for k, v in per[0].items()})
   return out
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """x / max(||x||, eps) over the last axis."""
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), eps * eps))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vqgen.quantizers.base import QuantizerOutput, level_metrics, sum_losses
+from vqgen.quantizers.base import QuantizerOutput, l2_normalize, level_metrics, sum_losses
 
 
 class Grouped(nnx.Module):
@@ -52,6 +52,6 @@ class Grouped(nnx.Module):
 
 def disentanglement_loss(parts: list[jax.Array]) -> jax.Array:
   """FQGAN's regulariser: the mean over pairs i < j of mean_n cos^2(parts[i]_n, parts[j]_n), parts [..., d] each."""
-  unit = [p / jnp.maximum(jnp.linalg.norm(p, axis=-1, keepdims=True), 1e-12) for p in parts]
+  unit = [l2_normalize(p) for p in parts]
   pairs = [(i, j) for i in range(len(unit)) for j in range(i + 1, len(unit))]
   return sum(jnp.mean(jnp.square(jnp.sum(unit[i] * unit[j], -1))) for i, j in pairs) / len(pairs)

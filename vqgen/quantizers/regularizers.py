@@ -13,16 +13,13 @@ diversity   Codebook diversity: -H(mean_n p_n) with p_n = softmax_k(-||x_n - c_k
 import jax
 import jax.numpy as jnp
 
+from vqgen.quantizers.base import l2_normalize
 from vqgen.quantizers.entropy import categorical_entropies
-
-
-def l2_rows(c: jax.Array, eps: float = 1e-6) -> jax.Array:
-  return c * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(c), -1, keepdims=True), eps * eps))
 
 
 def orthogonal_loss(codes: jax.Array, active: jax.Array | None = None) -> jax.Array:
   """TIQ eq. 2 over the rows of `codes` [n, d], or over the rows where `active` [n] (bool) is set."""
-  normed = l2_rows(codes.astype(jnp.float32))
+  normed = l2_normalize(codes.astype(jnp.float32))
   off_diagonal = jnp.square(normed @ normed.T) * (1.0 - jnp.eye(codes.shape[0]))
   if active is None:
     return jnp.sum(off_diagonal) / codes.shape[0] ** 2

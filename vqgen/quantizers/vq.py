@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices, sampled_indices
-from vqgen.quantizers.base import QuantizerOutput, batch_metrics
+from vqgen.quantizers.base import QuantizerOutput, batch_metrics, l2_normalize
 from vqgen.quantizers.entropy import categorical_entropies
 from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
 
@@ -55,10 +55,6 @@ LEARNING = ("gradient", "ema")
 
 class CodebookStat(nnx.Variable):
   """Codebook statistics updated in the forward pass (EMA counts and sums, init flags); never optimized."""
-
-
-def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), eps * eps))
 
 
 def squared_distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
