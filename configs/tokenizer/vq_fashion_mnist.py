@@ -9,6 +9,7 @@
   ...vq_fashion_mnist.py:assignment=sample,sample_temperature=0.1   stochastic code sampling in training
   ...vq_fashion_mnist.py:orthogonal_weight=10                      TIQ's orthogonal codebook regularisation
   ...vq_fashion_mnist.py:diversity_weight=0.1                      codebook diversity (batch code entropy)
+  ...vq_fashion_mnist.py:cvq_anchor=closest                        CVQ's online clustered codebook
 Defaults: 1024 codes, 32-channel latents looked up in an 8-dim l2-normalised space (ViT-VQGAN), k-means init.
 """
 
@@ -35,6 +36,7 @@ def get_config(arg: str | None = None):
       "orthogonal_weight": ("quantizer.orthogonal_weight", float),
       "orthogonal_max_codes": ("quantizer.orthogonal_max_codes", int),
       "diversity_weight": ("quantizer.diversity_weight", float),
+      "cvq_anchor": ("quantizer.cvq_anchor", str),
       "steps": ("train.steps", int),
   })
   c.lock()

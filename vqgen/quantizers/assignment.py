@@ -17,12 +17,48 @@ a code whose every entry underflows exp() in float32 still gets a finite, normal
 Stochastic code sampling (vector-quantize-pytorch's stochastic_sample_codes, a regulariser): each vector takes a
 code drawn from p(k | x) = softmax_k(-||x - c_k||^2 / temperature) by the Gumbel-max trick; the straight-through
 gradient then passes through the drawn code. As the temperature goes to 0 it is the nearest code.
+
+The nearest code without the [N, K] matrix (`nearest_indices` with chunk_size): the codes are scanned in blocks
+of `chunk_size`, each block's distances reduced at once to a per-vector (minimum, argmin) that a running pair
+keeps, so memory is O(N chunk_size + K d) however large K is, and each block's product stays in cache (faster than
+one [N, K] product on CPU too; benchmarks/quantizers.py). Ties go to the lowest index, as in one argmin. Indices
+carry no gradient, so no residual is kept for the backward pass: the straight-through and rotation gradients, the
+losses and the EMA statistics need only the chosen codes, O(N d).
 """
 
 import jax
 import jax.numpy as jnp
 
 ASSIGNMENTS = ("nearest", "optimal_transport", "sample")
+
+
+def nearest_indices(x: jax.Array, codes: jax.Array, chunk_size: int = 0) -> jax.Array:
+  """argmin_k ||x_n - c_k||^2 = argmin_k (||c_k||^2 - 2 x_n.c_k) for x [N, d], codes [K, d] -> int32 [N].
+
+  chunk_size > 0 and < K: over blocks of chunk_size codes with a running minimum (the last block padded with
+  codes at infinite norm, never chosen); otherwise one [N, K] product.
+  """
+  x, codes = jax.lax.stop_gradient(x), jax.lax.stop_gradient(codes)
+  norms = jnp.sum(jnp.square(codes), -1)
+  k = codes.shape[0]
+  if not 0 < chunk_size < k:
+    return jnp.argmin(norms[None, :] - 2.0 * x @ codes.T, -1).astype(jnp.int32)
+  blocks = -(-k // chunk_size)
+  pad = blocks * chunk_size - k
+  codes = jnp.pad(codes, ((0, pad), (0, 0))).reshape(blocks, chunk_size, -1)
+  norms = jnp.pad(norms, (0, pad), constant_values=jnp.inf).reshape(blocks, chunk_size)
+
+  def block(carry, inputs):
+    best, index = carry
+    block_codes, block_norms, offset = inputs
+    d = block_norms[None, :] - 2.0 * x @ block_codes.T
+    i, m = jnp.argmin(d, -1).astype(jnp.int32), jnp.min(d, -1)
+    better = m < best  # strict: an equal distance in a later block keeps the earlier (lower) index
+    return (jnp.where(better, m, best), jnp.where(better, i + offset, index)), None
+
+  init = (jnp.full(x.shape[:1], jnp.inf, x.dtype), jnp.zeros(x.shape[:1], jnp.int32))
+  offsets = jnp.arange(blocks, dtype=jnp.int32) * chunk_size
+  return jax.lax.scan(block, init, (codes, norms, offsets))[0][1]
 
 
 def standardized_cost(squared_distances: jax.Array) -> jax.Array:

@@ -17,7 +17,12 @@ Options, each opt-in and named after its paper:
              'ema'      exponential moving averages of counts and sums (VQ-VAE appendix; decay 0.99, Laplace eps)
   cosine     l2-normalised z and codes (ViT-VQGAN), distances become -2 cos + 2
   codebook_dim  a low-dimensional lookup space with linear in/out projections (factorized codes, ViT-VQGAN)
-  kmeans_init   the codebook becomes k-means centroids of the first training batch
+  kmeans_init   the codebook becomes k-means centroids of the first training batch (quantizers/clustering.py)
+  cvq_anchor    CVQ's online clustered codebook (Zheng & Vedaldi 2023): each step, codes pulled towards batch
+                features ('closest', 'random' or 'probrandom' anchors) by exp(-10 K p_k / (1 - decay)) of their
+                running usage p_k, so dead codes jump onto the data (quantizers/clustering.py)
+  A codebook learned by gradient that the forward pass rewrites (k-means, CVQ) is W + O: the optimizer owns W,
+  the forward pass sets the state O, so a rewrite survives the training step (which keeps only W's update).
   dead_code_threshold  codes whose EMA count falls below threshold * (tokens per batch / K) are replaced by random
                 batch vectors and their EMA statistics reset (needs learning='ema')
   simvq      SimVQ (Zhu et al. 2024): a frozen random codebook C ~ N(0, 1/d) and a learned linear map W;
@@ -34,6 +39,9 @@ Options, each opt-in and named after its paper:
                         sample_temperature); the nearest at inference
   orthogonal_weight  TIQ's orthogonal codebook regularisation (quantizers/regularizers.py; paper weight 10), over
                 the codes the batch uses (orthogonal_active_only) and at most orthogonal_max_codes random ones
+  chunk_size  the nearest code is found over blocks of chunk_size codes with a running minimum, never forming the
+                [N, K] distance matrix (quantizers/assignment.py); 0 for one [N, K] product. Options that need
+                the whole matrix in training (entropy, diversity, Gumbel, optimal transport, sampling) form it
   diversity_weight  -H(mean_n softmax(-||x_n - c||^2 / diversity_temperature)): the batch's code marginal spread
                 out (the codebook half of the entropy loss alone)
 """
@@ -44,8 +52,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vqgen.quantizers.assignment import ASSIGNMENTS, optimal_transport_indices, sampled_indices
+from vqgen.quantizers.assignment import ASSIGNMENTS, nearest_indices, optimal_transport_indices, sampled_indices
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics, l2_normalize
+from vqgen.quantizers.clustering import ANCHORS, anchors, kmeans, reanchored, usage_update
 from vqgen.quantizers.entropy import categorical_entropies
 from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
 
@@ -83,35 +92,6 @@ def rotation_trick(z: jax.Array, q: jax.Array, eps: float = 1e-6) -> jax.Array:
   return estimator - jax.lax.stop_gradient(estimator) + jax.lax.stop_gradient(q)
 
 
-def kmeans(x: jax.Array, k: int, iters: int, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Lloyd's k-means on x [N, d], seeded by k-means++ (Arthur & Vassilvitskii 2007); empty clusters keep their
-  centroid. Returns (centroids [k, d], counts [k]).
-  """
-  first_key, seed_key = jax.random.split(key)
-  first = x[jax.random.randint(first_key, (), 0, x.shape[0])]
-  centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
-  min_dist = jnp.sum(jnp.square(x - first), -1)
-
-  def seed(i, carry):  # k-means++: the next centre is x_n with probability proportional to D(x_n)^2
-    centroids, min_dist = carry
-    pick = jax.random.categorical(jax.random.fold_in(seed_key, i), jnp.log(jnp.maximum(min_dist, 1e-30)))
-    centroids = centroids.at[i].set(x[pick])
-    return centroids, jnp.minimum(min_dist, jnp.sum(jnp.square(x - x[pick]), -1))
-
-  centroids, _ = jax.lax.fori_loop(1, k, seed, (centroids, min_dist))
-
-  def step(centroids, _):
-    assign = jnp.argmin(squared_distances(x, centroids), -1)
-    onehot = jax.nn.one_hot(assign, k, dtype=x.dtype)
-    counts = onehot.sum(0)
-    sums = onehot.T @ x
-    new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centroids)
-    return new, counts
-
-  centroids, counts = jax.lax.scan(step, centroids, None, length=iters)
-  return centroids, counts[-1]
-
-
 class VQ(nnx.Module):
   """Nearest-neighbour vector quantizer over the last axis (size `dim`) of z."""
 
@@ -123,7 +103,8 @@ class VQ(nnx.Module):
                entropy_temperature: float = 0.01, assignment: str = "nearest", sinkhorn_iters: int = 5,
                sinkhorn_temperature: float = 0.1, sample_temperature: float = 1.0, orthogonal_weight: float = 0.0,
                orthogonal_max_codes: int = 0, orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
-               diversity_temperature: float = 0.01, rngs: nnx.Rngs):
+               diversity_temperature: float = 0.01, chunk_size: int = 256, cvq_anchor: str | None = None,
+               rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -170,7 +151,14 @@ class VQ(nnx.Module):
     if sinkhorn_iters < 1 or sinkhorn_temperature <= 0:
       raise ValueError(f"VQ needs sinkhorn_iters >= 1 and sinkhorn_temperature > 0, got {sinkhorn_iters}, "
                        f"{sinkhorn_temperature}.")
-    self.dim, self.codebook_size = dim, codebook_size
+    if cvq_anchor is not None and cvq_anchor not in ANCHORS:
+      raise ValueError(f"VQ cvq_anchor must be None or one of {ANCHORS}, got {cvq_anchor!r}.")
+    if cvq_anchor is not None and (learning != "gradient" or simvq):
+      raise ValueError("cvq_anchor re-anchors a codebook learned by gradient (CVQ-VAE); use learning='gradient' "
+                       "without simvq (learning='ema' has dead_code_threshold for restarts).")
+    if chunk_size < 0:
+      raise ValueError(f"VQ chunk_size must be >= 0 (0: one [N, K] distance matrix), got {chunk_size}.")
+    self.dim, self.codebook_size, self.chunk_size, self.cvq_anchor = dim, codebook_size, chunk_size, cvq_anchor
     self.codebook_dim = codebook_dim or dim
     self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
     self.gradient, self.learning, self.decay, self.eps = gradient, learning, decay, eps
@@ -198,14 +186,33 @@ class VQ(nnx.Module):
       self.ema_sum = CodebookStat(init)
     else:
       self.codebook = nnx.Param(init)
+      if kmeans_init or cvq_anchor:  # the rewrite O of W + O (module docstring)
+        self.codebook_offset = CodebookStat(jnp.zeros((k, d)))
+    if cvq_anchor:
+      self.usage = CodebookStat(jnp.zeros((k,)))  # CVQ's running usage p_k
     self.initialized = CodebookStat(jnp.array(not kmeans_init))
     sampled_orthogonal = orthogonal_weight > 0 and 0 < orthogonal_max_codes < codebook_size
     self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init or sampled_orthogonal
-                         or assignment == "sample") else None
+                         or assignment == "sample" or cvq_anchor in ("random", "probrandom")) else None
+
+  def raw_codes(self) -> jax.Array:
+    """The codebook [K, codebook_dim] before cosine normalisation: C W (SimVQ), W + O (rewritten), or W."""
+    if self.simvq:
+      return self.codebook_map(self.frozen_codebook[...])
+    if hasattr(self, "codebook_offset"):
+      return self.codebook[...] + self.codebook_offset[...]
+    return self.codebook[...]
+
+  def set_raw_codes(self, codes: jax.Array) -> None:
+    """Rewrites the codebook from the forward pass: the EMA codebook directly, a gradient one through O."""
+    if self.learning == "ema":
+      self.codebook[...] = codes
+    else:
+      self.codebook_offset[...] = jax.lax.stop_gradient(codes - self.codebook[...])
 
   def codes(self) -> jax.Array:
     """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
-    c = self.codebook_map(self.frozen_codebook[...]) if self.simvq else self.codebook[...]
+    c = self.raw_codes()
     return l2_normalize(c) if self.cosine else c
 
   def indices_to_codes(self, indices: jax.Array) -> jax.Array:
@@ -217,7 +224,7 @@ class VQ(nnx.Module):
     """Codes [..., dim] as `indices_to_codes` returns them -> int32 indices [...] of the nearest such code."""
     table = self.indices_to_codes(jnp.arange(self.codebook_size))
     flat = codes.astype(jnp.float32).reshape(-1, self.dim)
-    return jnp.argmin(squared_distances(flat, table), -1).reshape(codes.shape[:-1]).astype(jnp.int32)
+    return nearest_indices(flat, table, self.chunk_size).reshape(codes.shape[:-1])
 
   def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
     if z.shape[-1] != self.dim:
@@ -230,12 +237,17 @@ class VQ(nnx.Module):
     if train and self.kmeans_init:
       self._kmeans_init(jax.lax.stop_gradient(x))
     codes = self.codes()
-    # ||x||^2 is constant per row: argmin (and the Gumbel softmax) only need ||c||^2 - 2 x.c.
-    distances = jnp.sum(jnp.square(codes), -1)[None, :] - 2.0 * x @ codes.T
-    if train and self.assignment == "optimal_transport":
+    distances = None
+    if train and (self.assignment != "nearest" or self.entropy_weight or self.diversity_weight
+                  or self.gradient == "gumbel"):
+      # ||x||^2 is constant per row: argmin and the softmaxes only need ||c||^2 - 2 x.c.
+      distances = jnp.sum(jnp.square(codes), -1)[None, :] - 2.0 * x @ codes.T
+    if distances is None:
+      indices = nearest_indices(x, codes, self.chunk_size)
+    elif self.assignment == "optimal_transport":
       squared = distances + jnp.sum(jnp.square(x), -1, keepdims=True)
       indices = optimal_transport_indices(squared, self.sinkhorn_iters, self.sinkhorn_temperature)
-    elif train and self.assignment == "sample":
+    elif self.assignment == "sample":
       indices = sampled_indices(distances, self.sample_temperature, self.rngs())
     else:
       indices = jnp.argmin(distances, -1).astype(jnp.int32)
@@ -257,6 +269,8 @@ class VQ(nnx.Module):
     quantized = self._estimator(x, q, codes, distances, indices, train)
     if train and self.learning == "ema":
       self._ema_update(jax.lax.stop_gradient(x), indices)
+    if train and self.cvq_anchor:
+      self._reanchor(x, indices)
     if self.project_out is not None:
       quantized = self.project_out(quantized)
     indices = indices.reshape(shape)
@@ -277,6 +291,14 @@ class VQ(nnx.Module):
       return (hard - jax.lax.stop_gradient(soft) + soft) @ codes
     return x + jax.lax.stop_gradient(q - x)
 
+  def _reanchor(self, x, indices):
+    """CVQ (clustering.py): usage p <- decay p + (1 - decay) n / N, then e <- (1 - alpha) e + alpha anchor."""
+    self.usage[...] = usage_update(self.usage[...], indices, self.decay)
+    raw = jax.lax.stop_gradient(self.raw_codes())
+    anchor = anchors(x, raw, self.cvq_anchor, self.rngs() if self.rngs is not None else None, self.cosine,
+                     self.chunk_size)
+    self.set_raw_codes(reanchored(raw, self.usage[...], anchor, self.decay))
+
   def _kmeans_init(self, x):
     """Replaces the codebook by k-means centroids of this batch, once (then `initialized` is set).
 
@@ -284,7 +306,7 @@ class VQ(nnx.Module):
     """
     key = self.rngs()
     ema = self.learning == "ema"
-    current = (self.codebook[...], self.ema_sum[...] if ema else self.codebook[...],
+    current = (self.raw_codes(), self.ema_sum[...] if ema else self.codebook[...],
                self.ema_count[...] if ema else jnp.ones((self.codebook_size,)))
 
     def fit(_):
@@ -293,7 +315,7 @@ class VQ(nnx.Module):
       return centroids, centroids * counts[:, None], counts
 
     codebook, ema_sum, ema_count = jax.lax.cond(self.initialized[...], lambda _: current, fit, None)
-    self.codebook[...] = codebook
+    self.set_raw_codes(codebook)
     if ema:
       self.ema_sum[...], self.ema_count[...] = ema_sum, ema_count
     self.initialized[...] = jnp.array(True)
