@@ -10,6 +10,8 @@
   ...vq_fashion_mnist.py:orthogonal_weight=10                      TIQ's orthogonal codebook regularisation
   ...vq_fashion_mnist.py:diversity_weight=0.1                      codebook diversity (batch code entropy)
   ...vq_fashion_mnist.py:cvq_anchor=closest                        CVQ's online clustered codebook
+  ...vq_fashion_mnist.py:affine_lr=10,sync_nu=0.2                  straightened STE: affine codebook, synced commitment
+  ...vq_fashion_mnist.py:learning=alternating                      straightened STE: alternating codebook steps
 Defaults: 1024 codes, 32-channel latents looked up in an 8-dim l2-normalised space (ViT-VQGAN), k-means init.
 """
 
@@ -37,6 +39,10 @@ def get_config(arg: str | None = None):
       "orthogonal_max_codes": ("quantizer.orthogonal_max_codes", int),
       "diversity_weight": ("quantizer.diversity_weight", float),
       "cvq_anchor": ("quantizer.cvq_anchor", str),
+      "affine_lr": ("quantizer.affine_lr", float),
+      "affine_groups": ("quantizer.affine_groups", int),
+      "sync_nu": ("quantizer.sync_nu", float),
+      "alternating_lr": ("quantizer.alternating_lr", float),
       "steps": ("train.steps", int),
   })
   c.lock()

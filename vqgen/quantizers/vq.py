@@ -15,6 +15,10 @@ Options, each opt-in and named after its paper:
                         onehot - sg(softmax(l)) + softmax(l) with dot-product logits l, so every code gets gradient
   learning   'gradient' the codebook is a parameter
              'ema'      exponential moving averages of counts and sums (VQ-VAE appendix; decay 0.99, Laplace eps)
+             'alternating'  the codebook takes its own SGD-momentum step on the batch before the encoder's
+                        (alternating_lr, alternating_momentum; straightening the STE, quantizers/straightening.py)
+  affine_lr, affine_groups  the STE-straightening affine reparameterisation c = (1 + r s_g) w + r b_g with learned
+                per-group s, b (r = affine_lr; 0 is off); sync_nu  its synchronised commitment, nu (q - sg(q))
   cosine     l2-normalised z and codes (ViT-VQGAN), distances become -2 cos + 2
   codebook_dim  a low-dimensional lookup space with linear in/out projections (factorized codes, ViT-VQGAN)
   kmeans_init   the codebook becomes k-means centroids of the first training batch (quantizers/clustering.py)
@@ -57,9 +61,10 @@ from vqgen.quantizers.base import QuantizerOutput, batch_metrics, l2_normalize
 from vqgen.quantizers.clustering import ANCHORS, anchors, kmeans, reanchored, usage_update
 from vqgen.quantizers.entropy import categorical_entropies
 from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
+from vqgen.quantizers.straightening import affine_codes, alternating_step, inverse_affine_codes, synchronized
 
 GRADIENTS = ("ste", "rotation", "gumbel", "ibq")
-LEARNING = ("gradient", "ema")
+LEARNING = ("gradient", "ema", "alternating")
 
 
 class CodebookStat(nnx.Variable):
@@ -104,7 +109,8 @@ class VQ(nnx.Module):
                sinkhorn_temperature: float = 0.1, sample_temperature: float = 1.0, orthogonal_weight: float = 0.0,
                orthogonal_max_codes: int = 0, orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
                diversity_temperature: float = 0.01, chunk_size: int = 256, cvq_anchor: str | None = None,
-               rngs: nnx.Rngs):
+               affine_lr: float = 0.0, affine_groups: int = 1, sync_nu: float = 0.0, alternating_lr: float = 50.0,
+               alternating_momentum: float = 0.9, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -113,9 +119,18 @@ class VQ(nnx.Module):
       raise ValueError(f"VQ gradient must be one of {GRADIENTS}, got {gradient!r}.")
     if learning not in LEARNING:
       raise ValueError(f"VQ learning must be one of {LEARNING}, got {learning!r}.")
-    if learning == "ema" and (simvq or gradient == "ibq"):
-      raise ValueError("learning='ema' moves codes by running averages; SimVQ and IBQ learn the codebook by "
-                       "gradient: use learning='gradient' with them.")
+    if learning != "gradient" and (simvq or gradient == "ibq"):
+      raise ValueError(f"learning={learning!r} moves codes outside the optimizer; SimVQ and IBQ learn the "
+                       "codebook by gradient: use learning='gradient' with them.")
+    if affine_lr < 0 or affine_groups < 1 or codebook_size % affine_groups or sync_nu < 0:
+      raise ValueError(f"VQ needs affine_lr >= 0, sync_nu >= 0 and affine_groups >= 1 dividing codebook_size "
+                       f"{codebook_size}, got {affine_lr}, {sync_nu}, {affine_groups}.")
+    if (affine_lr or sync_nu) and (learning == "ema" or simvq):
+      raise ValueError("affine_lr and sync_nu act through gradients to the codebook: not with learning='ema' "
+                       "(running averages) or SimVQ (a learned map of its own).")
+    if alternating_lr <= 0 or not 0 <= alternating_momentum < 1:
+      raise ValueError(f"VQ needs alternating_lr > 0 and alternating_momentum in [0, 1), got {alternating_lr}, "
+                       f"{alternating_momentum}.")
     if not 0.0 < decay < 1.0:
       raise ValueError(f"VQ EMA decay must be in (0, 1), got {decay}.")
     if dead_code_threshold < 0.0:
@@ -159,6 +174,8 @@ class VQ(nnx.Module):
     if chunk_size < 0:
       raise ValueError(f"VQ chunk_size must be >= 0 (0: one [N, K] distance matrix), got {chunk_size}.")
     self.dim, self.codebook_size, self.chunk_size, self.cvq_anchor = dim, codebook_size, chunk_size, cvq_anchor
+    self.affine_lr, self.sync_nu = affine_lr, sync_nu
+    self.alternating_lr, self.alternating_momentum = alternating_lr, alternating_momentum
     self.codebook_dim = codebook_dim or dim
     self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
     self.gradient, self.learning, self.decay, self.eps = gradient, learning, decay, eps
@@ -184,31 +201,43 @@ class VQ(nnx.Module):
       self.codebook = CodebookStat(init)
       self.ema_count = CodebookStat(jnp.ones((k,)))
       self.ema_sum = CodebookStat(init)
+    elif learning == "alternating":
+      self.codebook = CodebookStat(init)
+      self.codebook_momentum = CodebookStat(jnp.zeros((k, d)))
     else:
       self.codebook = nnx.Param(init)
       if kmeans_init or cvq_anchor:  # the rewrite O of W + O (module docstring)
         self.codebook_offset = CodebookStat(jnp.zeros((k, d)))
     if cvq_anchor:
       self.usage = CodebookStat(jnp.zeros((k,)))  # CVQ's running usage p_k
+    if affine_lr:
+      self.affine_scale = nnx.Param(jnp.zeros((affine_groups, d)))
+      self.affine_bias = nnx.Param(jnp.zeros((affine_groups, d)))
     self.initialized = CodebookStat(jnp.array(not kmeans_init))
     sampled_orthogonal = orthogonal_weight > 0 and 0 < orthogonal_max_codes < codebook_size
     self.rngs = rngs if (gradient == "gumbel" or dead_code_threshold > 0 or kmeans_init or sampled_orthogonal
                          or assignment == "sample" or cvq_anchor in ("random", "probrandom")) else None
 
   def raw_codes(self) -> jax.Array:
-    """The codebook [K, codebook_dim] before cosine normalisation: C W (SimVQ), W + O (rewritten), or W."""
+    """The codebook [K, codebook_dim] before cosine normalisation: C W (SimVQ), else the affine map (when on) of
+    W + O (rewritten) or W."""
     if self.simvq:
       return self.codebook_map(self.frozen_codebook[...])
-    if hasattr(self, "codebook_offset"):
-      return self.codebook[...] + self.codebook_offset[...]
-    return self.codebook[...]
+    w = self.codebook[...]
+    return self._affine(w + self.codebook_offset[...] if hasattr(self, "codebook_offset") else w)
+
+  def _affine(self, w: jax.Array) -> jax.Array:
+    return affine_codes(w, self.affine_scale[...], self.affine_bias[...], self.affine_lr) if self.affine_lr else w
 
   def set_raw_codes(self, codes: jax.Array) -> None:
-    """Rewrites the codebook from the forward pass: the EMA codebook directly, a gradient one through O."""
-    if self.learning == "ema":
-      self.codebook[...] = codes
+    """Rewrites the codebook from the forward pass: a state codebook directly, a gradient one through O."""
+    if self.affine_lr:
+      codes = inverse_affine_codes(codes, self.affine_scale[...], self.affine_bias[...], self.affine_lr)
+    codes = jax.lax.stop_gradient(codes)
+    if self.learning == "gradient":
+      self.codebook_offset[...] = codes - jax.lax.stop_gradient(self.codebook[...])
     else:
-      self.codebook_offset[...] = jax.lax.stop_gradient(codes - self.codebook[...])
+      self.codebook[...] = codes
 
   def codes(self) -> jax.Array:
     """The current codebook [K, codebook_dim] in lookup space (normalised when cosine)."""
@@ -251,9 +280,12 @@ class VQ(nnx.Module):
       indices = sampled_indices(distances, self.sample_temperature, self.rngs())
     else:
       indices = jnp.argmin(distances, -1).astype(jnp.int32)
+    if train and self.learning == "alternating":
+      self._alternating_step(x, indices)
+      codes = self.codes()
     q = jnp.take(codes, indices, axis=0)
     losses = {"commitment": self.commitment_weight * jnp.mean(jnp.square(x - jax.lax.stop_gradient(q)))}
-    if self.learning == "gradient" and self.gradient != "gumbel":
+    if (self.learning == "gradient" or self.affine_lr) and self.gradient != "gumbel":
       losses["codebook"] = self.codebook_weight * jnp.mean(jnp.square(jax.lax.stop_gradient(x) - q))
     metrics = {}
     if train and self.entropy_weight:
@@ -266,7 +298,7 @@ class VQ(nnx.Module):
       losses["orthogonal"] = self.orthogonal_weight * sampled_orthogonal_loss(
           codes, indices, active_only=self.orthogonal_active_only, max_codes=self.orthogonal_max_codes,
           key=self.rngs() if self.rngs is not None else None)
-    quantized = self._estimator(x, q, codes, distances, indices, train)
+    quantized = synchronized(self._estimator(x, q, codes, distances, indices, train), q, self.sync_nu)
     if train and self.learning == "ema":
       self._ema_update(jax.lax.stop_gradient(x), indices)
     if train and self.cvq_anchor:
@@ -290,6 +322,13 @@ class VQ(nnx.Module):
       hard = jax.nn.one_hot(jnp.argmax(soft, -1), self.codebook_size, dtype=soft.dtype)
       return (hard - jax.lax.stop_gradient(soft) + soft) @ codes
     return x + jax.lax.stop_gradient(q - x)
+
+  def _alternating_step(self, x, indices):
+    """The codebook's own step before the encoder's (straightening.py), with the batch's indices kept."""
+    lookup = lambda w: l2_normalize(self._affine(w)) if self.cosine else self._affine(w)
+    self.codebook[...], self.codebook_momentum[...] = alternating_step(
+        self.codebook[...], self.codebook_momentum[...], lookup, x, indices, self.alternating_lr,
+        self.alternating_momentum)
 
   def _reanchor(self, x, indices):
     """CVQ (clustering.py): usage p <- decay p + (1 - decay) n / N, then e <- (1 - alpha) e + alpha anchor."""
