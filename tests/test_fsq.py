@@ -159,3 +159,42 @@ def test_rotation_needs_rngs():
 
   with pytest.raises(ValueError, match="pass rngs"):
     FSQ((5, 5), rotation=True)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_noise_dropout_mixes_rounded_unrounded_and_noised_examples(symmetric):
+  """TAAE's bottleneck with p = 0.5 over 4000 examples: per example, the rounded grid (1/4), the unrounded
+  bounded latent (1/4) or that latent plus noise uniform over one level step (1/2), each within 4 sigma; noise
+  mean 0 and variance 1/12 of a step squared; indices those of the rounded grid; gradient to z that of the bounded
+  latent in every case; evaluation unchanged."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  levels = (8, 5, 5)
+  fsq = FSQ(levels, symmetric=symmetric, noise_dropout=0.5, rngs=nnx.Rngs(0))
+  plain = FSQ(levels, symmetric=symmetric)
+  z = 2.0 * jax.random.normal(jax.random.key(1), (4000, 2, 3))
+  out = fsq(z, train=True)
+  grid, u = np.asarray(plain(z).quantized), np.asarray(plain.continuous(z))
+  q = np.asarray(out.quantized)
+  rounded = np.all(q == grid, axis=(1, 2))
+  unrounded = np.all(q == u, axis=(1, 2)) & ~rounded
+  noised = ~rounded & ~unrounded
+  for frac, p in ((rounded.mean(), 0.25), (unrounded.mean(), 0.25), (noised.mean(), 0.5)):
+    assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / 4000)
+  step = np.asarray(2.0 / (np.array(levels) - 1) if symmetric else 1.0 / (np.array(levels) // 2), np.float32)
+  noise = ((q - u) / step)[noised]
+  assert np.abs(noise).max() <= 0.5 + 1e-5
+  assert abs(noise.mean()) < 0.01 and abs(noise.var() - 1 / 12) < 0.005
+  np.testing.assert_array_equal(out.indices, plain(z).indices)
+  np.testing.assert_array_equal(fsq(z, train=False).quantized, grid)
+  graphdef, state = nnx.split(fsq)
+  state = state.to_pure_dict()  # the RNG count is merged into fresh Variables inside the trace
+  jac = jax.grad(lambda z: jnp.sum(nnx.merge(graphdef, state)(z, train=True).quantized * 1.7))(z)
+  np.testing.assert_allclose(jac, jax.grad(lambda z: jnp.sum(plain.continuous(z) * 1.7))(z), rtol=1e-5, atol=1e-7)
+
+
+def test_noise_dropout_needs_rngs_and_a_probability():
+  with pytest.raises(ValueError, match="pass rngs"):
+    FSQ((5, 5), noise_dropout=0.5)
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"noise_dropout must be in \[0, 1\)"):
+    FSQ((5, 5), noise_dropout=1.0, rngs=nnx.Rngs(0))

@@ -4,7 +4,8 @@
   python -m vqgen.main --config=configs/tokenizer/fsq_fashion_mnist.py:levels=8-6-5,steps=5000 --workdir=...
   python -m vqgen.main --config=configs/tokenizer/fsq_fashion_mnist.py --config.optimizer.learning_rate=1e-3 ...
 Variant keys: levels (e.g. 8-5-5-5), steps, batch_size, channels, rotation (true: FSQ in a fixed random orthonormal
-basis, meant for equal levels, e.g. levels=6-6-6-6,rotation=true).
+basis, meant for equal levels, e.g. levels=6-6-6-6,rotation=true), noise_dropout (TAAE's training bottleneck,
+e.g. noise_dropout=0.5).
 """
 
 from vqgen import config as config_lib
@@ -18,6 +19,7 @@ def get_config(arg: str | None = None):
       "batch_size": ("data.batch_size", int),
       "channels": ("model.channels", int),
       "rotation": ("quantizer.rotation", config_lib.boolean),
+      "noise_dropout": ("quantizer.noise_dropout", float),
   })
   c.lock()
   return c

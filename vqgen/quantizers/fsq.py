@@ -22,6 +22,14 @@ after the incoherence processing of QuIP, arXiv 2307.13304): with R a Haar-rando
 once at initialisation and never trained, q(z) = FSQ(z R) R^T, the index that of FSQ(z R). Every channel of the
 rotated latent mixes all the encoder's channels, so no channel's levels go unused because its encoder output
 collapsed. Meant for equal levels on every channel (the grid is rotated as a whole).
+
+`noise_dropout=p` is TAAE's training-time bottleneck (arXiv 2411.19842, Sec. 3.2; its released DitheredFSQ,
+p = 0.5): each training example (leading axis) keeps its bounded latent unrounded with probability p, else rounds
+it; then, with probability 1 - p, the example's output is instead the bounded latent plus uniform noise one level
+step wide, U(-1/2, 1/2) * 2 / (L - 1) in code units (the distribution of the rounding error). With p = 0.5:
+noise 1/2, unrounded 1/4, rounded 1/4 of examples. The decoder learns from codes and their noisy neighbours alike,
+and the gradient reaches the encoder undistorted for the unrounded and noised examples. Indices are always those of
+the rounded grid; evaluation rounds every example.
 """
 
 import math
@@ -63,7 +71,7 @@ class FSQ(nnx.Module):
   rotation=True and is otherwise unused."""
 
   def __init__(self, levels: Sequence[int], eps: float = 1e-3, symmetric: bool = False, rotation: bool = False,
-               rngs: nnx.Rngs | None = None):
+               noise_dropout: float = 0.0, rngs: nnx.Rngs | None = None):
     levels = tuple(int(l) for l in levels)
     if not levels:
       raise ValueError("FSQ levels must name at least one channel, e.g. levels=(8, 5, 5, 5).")
@@ -82,6 +90,12 @@ class FSQ(nnx.Module):
     if rotation and rngs is None:
       raise ValueError("FSQ rotation=True draws its rotation at initialisation: pass rngs.")
     self.rotation = Rotation(haar_orthogonal(rngs.params(), self.dim)) if rotation else None
+    if not 0.0 <= noise_dropout < 1.0:
+      raise ValueError(f"FSQ noise_dropout must be in [0, 1) (TAAE uses 0.5; 0 is off), got {noise_dropout}.")
+    if noise_dropout and rngs is None:
+      raise ValueError("FSQ noise_dropout draws masks and noise in training: pass rngs.")
+    self.noise_dropout = float(noise_dropout)
+    self.rngs = rngs if noise_dropout else None
 
   # Constants are derived from the static `levels` tuple (NNX modules hold no raw arrays).
   @property
@@ -111,13 +125,26 @@ class FSQ(nnx.Module):
     shift = np.tan(offset / half).astype(np.float32)
     return jnp.tanh(z + shift) * half - offset
 
-  def quantize(self, z: jax.Array) -> jax.Array:
-    """Codes in [-1, 1] per channel, straight-through in z."""
+  def continuous(self, z: jax.Array) -> jax.Array:
+    """The bounded latent in code units, before rounding (rounding it gives the codes)."""
     z = z.astype(jnp.float32)
     if self.symmetric:
-      k = round_ste((jnp.tanh(z) * (1 - self.eps) + 1) * self._half_width)
-      return (k - self._center) / self._half_width
-    return round_ste(self.bound(z)) / self._half_width
+      return jnp.tanh(z) * (1 - self.eps)
+    return self.bound(z) / self._half_width
+
+  def quantize(self, z: jax.Array) -> jax.Array:
+    """Codes in [-1, 1] per channel, straight-through in z."""
+    u = self.continuous(z) * self._half_width + (self._center if self.symmetric else 0.0)
+    return (round_ste(u) - (self._center if self.symmetric else 0.0)) / self._half_width
+
+  def noise_dropped(self, z: jax.Array, grid: jax.Array) -> jax.Array:
+    """TAAE's training output (module docstring) from the latent z and its rounded grid, masks per example."""
+    u = self.continuous(z)
+    keep_key, noise_key, uniform_key = jax.random.split(self.rngs(), 3)
+    mask_shape = z.shape[:1] + (1,) * (z.ndim - 1)
+    out = jnp.where(jax.random.bernoulli(keep_key, self.noise_dropout, mask_shape), u, grid)
+    noise = (jax.random.uniform(uniform_key, z.shape) - 0.5) / self._half_width
+    return jnp.where(jax.random.bernoulli(noise_key, self.noise_dropout, mask_shape), out, u + noise)
 
   def codes_to_indices(self, codes: jax.Array) -> jax.Array:
     """Codes [..., d] as `indices_to_codes` returns them -> int32 indices [...]."""
@@ -137,11 +164,13 @@ class FSQ(nnx.Module):
     return codes @ self.rotation[...].T if self.rotation is not None else codes
 
   def __call__(self, z: jax.Array, *, train: bool = False) -> QuantizerOutput:
-    del train  # FSQ behaves the same in training and evaluation.
     self._check_dim(z)
     rotation = self.rotation[...] if self.rotation is not None else None
-    grid = self.quantize(z if rotation is None else z.astype(jnp.float32) @ rotation)
+    z = z if rotation is None else z.astype(jnp.float32) @ rotation
+    grid = self.quantize(z)
     indices = self._grid_indices(jax.lax.stop_gradient(grid))
+    if train and self.noise_dropout:
+      grid = self.noise_dropped(z, grid)
     quantized = grid if rotation is None else grid @ rotation.T
     return QuantizerOutput(quantized, indices, {}, batch_metrics(indices, self.codebook_size))
 
