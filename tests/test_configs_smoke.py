@@ -14,11 +14,13 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 
 from conftest import FSDP_FLAGS, TINY_FLAGS, assert_restores_on_other_meshes
 from test_config import CONFIG_FILES, ROOT, load
 from vqgen.stages import TokenizerStage, run
+from vqgen.stages.feature_codebook import write_feature_codebook
 
 TINY = [*TINY_FLAGS, "--config.train.steps=2", "--config.train.checkpoint_every=2"]
 
@@ -53,6 +55,10 @@ def test_config_smoke(path, tmp_path, perceptual_workdir, lpips_npz):
                  + (lpips_npz if default.loss.perceptual_network == "lpips_vgg16" else perceptual_workdir))
   if default.model.name == "vit":
     flags += ["--config.model.vit_width=32", "--config.model.vit_depth=1"]
+  if default.model.feature_codebook:  # VQGAN-LC: a codebook file of the right shape (real features: test_feature_codebook)
+    features = np.random.default_rng(0).normal(size=(default.quantizer.codebook_size, default.quantizer.feature_dim))
+    write_feature_codebook(str(tmp_path / "features.npy"), features)
+    flags.append(f"--config.model.feature_codebook={tmp_path / 'features.npy'}")
   if default.loss.adversarial_weight > 0 and default.loss.discriminator_start > 0:  # step 2 with the discriminator
     flags += ["--config.loss.discriminator_start=1", "--config.discriminator.channels=8"]
   config = load(path, *flags)

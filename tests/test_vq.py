@@ -208,7 +208,7 @@ def test_gumbel_is_hard_in_training_and_argmin_in_eval():
     ({"dead_code_threshold": 0.1}, "needs learning='ema'"),
     ({"learning": "ema", "dead_code_threshold": 1.5}, "never stop"),
     ({"codebook_size": 1}, "codebook_size >= 2"),
-    ({"kmeans_init": True, "simvq": True}, "frozen random"),
+    ({"kmeans_init": True, "simvq": True}, "basis is frozen"),
 ])
 def test_impossible_settings_fail_at_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):

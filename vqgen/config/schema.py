@@ -58,6 +58,8 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.model.vit_heads = 4
   c.model.vit_mlp_ratio = 4
   c.model.vit_positions = "learned"        # vit: learned | 2d (sine-cosine) | rope2d
+  c.model.feature_codebook = ""            # VQGAN-LC: .npy [codebook_size, quantizer.feature_dim] of the frozen
+                                           # codebook (python -m vqgen.cli.feature_codebook), read at a fresh start
   c.model.pre_quant_norm = "none"
   c.model.compute_dtype = "float32"
 

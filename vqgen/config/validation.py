@@ -78,6 +78,10 @@ def _validate_tokenizer(c) -> None:
   _positive_ints(c, ("data.image_size", "data.channels", "model.patch_size"))
   (_validate_vit if c.model.name == "vit" else _validate_conv)(c)
   _validate_gan(c)
+  lc = c.quantizer.get("feature_dim", 0) > 0
+  _check(bool(c.model.feature_codebook) == lc and (c.quantizer.name == "vq" or not lc), "model.feature_codebook",
+         c.model.feature_codebook, "must name the .npy of the frozen VQGAN-LC codebook exactly when a 'vq' quantizer "
+         "has feature_dim > 0 (python -m vqgen.cli.feature_codebook writes one)")
   try:  # the quantizer checks its own arguments: build it abstractly (no arrays)
     nnx.eval_shape(lambda: build_quantizer(**c.quantizer.to_dict(), rngs=nnx.Rngs(0)))
   except (ValueError, TypeError) as e:

@@ -28,28 +28,36 @@ from vqgen.quantizers.base import l2_normalize
 ANCHORS = ("closest", "random", "probrandom")
 
 
-def kmeans(x: jax.Array, k: int, iters: int, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Lloyd's k-means on x [N, d], seeded by k-means++ (Arthur & Vassilvitskii 2007); empty clusters keep their
-  centroid. Returns (centroids [k, d], counts [k]).
+def kmeans(x: jax.Array, k: int, iters: int, key: jax.Array, seeding: str = "kmeans++",
+           chunk_size: int = 256) -> tuple[jax.Array, jax.Array]:
+  """Lloyd's k-means on x [N, d]; empty clusters keep their centroid. Returns (centroids [k, d], counts [k]).
+
+  seeding 'kmeans++' (Arthur & Vassilvitskii 2007: k sequential draws, each O(N d)) or 'random' (k distinct rows
+  of x, for large k). Memory O(N + k d + N chunk_size): assignments by the chunked nearest-code search, counts and
+  sums by segment sums.
   """
-  first_key, seed_key = jax.random.split(key)
-  first = x[jax.random.randint(first_key, (), 0, x.shape[0])]
-  centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
-  min_dist = jnp.sum(jnp.square(x - first), -1)
+  if seeding == "random":
+    centroids = x[jax.random.choice(key, x.shape[0], (k,), replace=False)]
+  elif seeding == "kmeans++":
+    first_key, seed_key = jax.random.split(key)
+    first = x[jax.random.randint(first_key, (), 0, x.shape[0])]
+    centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+    min_dist = jnp.sum(jnp.square(x - first), -1)
 
-  def seed(i, carry):  # k-means++: the next centre is x_n with probability proportional to D(x_n)^2
-    centroids, min_dist = carry
-    pick = jax.random.categorical(jax.random.fold_in(seed_key, i), jnp.log(jnp.maximum(min_dist, 1e-30)))
-    centroids = centroids.at[i].set(x[pick])
-    return centroids, jnp.minimum(min_dist, jnp.sum(jnp.square(x - x[pick]), -1))
+    def seed(i, carry):  # the next centre is x_n with probability proportional to D(x_n)^2
+      centroids, min_dist = carry
+      pick = jax.random.categorical(jax.random.fold_in(seed_key, i), jnp.log(jnp.maximum(min_dist, 1e-30)))
+      centroids = centroids.at[i].set(x[pick])
+      return centroids, jnp.minimum(min_dist, jnp.sum(jnp.square(x - x[pick]), -1))
 
-  centroids, _ = jax.lax.fori_loop(1, k, seed, (centroids, min_dist))
+    centroids, _ = jax.lax.fori_loop(1, k, seed, (centroids, min_dist))
+  else:
+    raise ValueError(f"k-means seeding must be 'kmeans++' or 'random', got {seeding!r}.")
 
   def step(centroids, _):
-    assign = nearest_indices(x, centroids, chunk_size=512)
-    onehot = jax.nn.one_hot(assign, k, dtype=x.dtype)
-    counts = onehot.sum(0)
-    sums = onehot.T @ x
+    assign = nearest_indices(x, centroids, chunk_size)
+    counts = jnp.bincount(assign, length=k).astype(x.dtype)
+    sums = jax.ops.segment_sum(x, assign, num_segments=k)
     new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centroids)
     return new, counts
 

@@ -29,6 +29,10 @@ Options, each opt-in and named after its paper:
   the forward pass sets the state O, so a rewrite survives the training step (which keeps only W's update).
   dead_code_threshold  codes whose EMA count falls below threshold * (tokens per batch / K) are replaced by random
                 batch vectors and their EMA statistics reset (needs learning='ema')
+  feature_dim  VQGAN-LC (Zhu et al. 2024, arXiv 2406.11837): codes P(C) with C [K, feature_dim] a frozen codebook
+                of a pretrained network's features (k-means centres; filled before training from the file that
+                `python -m vqgen.cli.feature_codebook` writes, then checkpointed with the model) and P a trained
+                Linear(feature_dim, codebook_dim) with bias, weight ~ N(0, 1/codebook_dim) (the source's projector)
   simvq      SimVQ (Zhu et al. 2024): a frozen random codebook C ~ N(0, 1/d) and a learned linear map W;
              codes = C W. The 1/d scale matters: with C ~ N(0, 1) the initial codes are sqrt(d) times longer than
              the encoder's latents, the few shortest codes win every argmin and usage collapses (3.5% of 2^10
@@ -110,7 +114,7 @@ class VQ(nnx.Module):
                orthogonal_max_codes: int = 0, orthogonal_active_only: bool = False, diversity_weight: float = 0.0,
                diversity_temperature: float = 0.01, chunk_size: int = 256, cvq_anchor: str | None = None,
                affine_lr: float = 0.0, affine_groups: int = 1, sync_nu: float = 0.0, alternating_lr: float = 50.0,
-               alternating_momentum: float = 0.9, rngs: nnx.Rngs):
+               alternating_momentum: float = 0.9, feature_dim: int = 0, rngs: nnx.Rngs):
     if dim < 1 or codebook_size < 2:
       raise ValueError(f"VQ needs dim >= 1 and codebook_size >= 2, got dim={dim}, codebook_size={codebook_size}.")
     if codebook_size >= 2**31:
@@ -119,15 +123,18 @@ class VQ(nnx.Module):
       raise ValueError(f"VQ gradient must be one of {GRADIENTS}, got {gradient!r}.")
     if learning not in LEARNING:
       raise ValueError(f"VQ learning must be one of {LEARNING}, got {learning!r}.")
-    if learning != "gradient" and (simvq or gradient == "ibq"):
-      raise ValueError(f"learning={learning!r} moves codes outside the optimizer; SimVQ and IBQ learn the "
-                       "codebook by gradient: use learning='gradient' with them.")
+    if feature_dim < 0 or (feature_dim and simvq):
+      raise ValueError(f"VQ feature_dim (VQGAN-LC) must be >= 0 and not with simvq, got {feature_dim}, {simvq}.")
+    frozen = simvq or feature_dim > 0  # a frozen basis C and a learned map: SimVQ, VQGAN-LC
+    if learning != "gradient" and (frozen or gradient == "ibq"):
+      raise ValueError(f"learning={learning!r} moves codes outside the optimizer; SimVQ, VQGAN-LC and IBQ learn "
+                       "the codebook by gradient: use learning='gradient' with them.")
     if affine_lr < 0 or affine_groups < 1 or codebook_size % affine_groups or sync_nu < 0:
       raise ValueError(f"VQ needs affine_lr >= 0, sync_nu >= 0 and affine_groups >= 1 dividing codebook_size "
                        f"{codebook_size}, got {affine_lr}, {sync_nu}, {affine_groups}.")
-    if (affine_lr or sync_nu) and (learning == "ema" or simvq):
+    if (affine_lr or sync_nu) and (learning == "ema" or frozen):
       raise ValueError("affine_lr and sync_nu act through gradients to the codebook: not with learning='ema' "
-                       "(running averages) or SimVQ (a learned map of its own).")
+                       "(running averages) or SimVQ / VQGAN-LC (a learned map of their own).")
     if alternating_lr <= 0 or not 0 <= alternating_momentum < 1:
       raise ValueError(f"VQ needs alternating_lr > 0 and alternating_momentum in [0, 1), got {alternating_lr}, "
                        f"{alternating_momentum}.")
@@ -142,8 +149,8 @@ class VQ(nnx.Module):
       raise ValueError(f"dead_code_threshold={dead_code_threshold} is relative to the average count per code "
                        "(tokens per batch / K); counts sum to the tokens, so at >= 1 some code is always below "
                        "it and restarts never stop. Use a value in (0, 1), e.g. 0.1.")
-    if kmeans_init and simvq:
-      raise ValueError("kmeans_init does not apply to SimVQ, whose codebook basis is frozen random.")
+    if kmeans_init and frozen:
+      raise ValueError("kmeans_init does not apply to SimVQ or VQGAN-LC, whose codebook basis is frozen.")
     if entropy_weight < 0 or entropy_temperature <= 0:
       raise ValueError(f"VQ needs entropy_weight >= 0 and entropy_temperature > 0, got {entropy_weight}, "
                        f"{entropy_temperature}.")
@@ -168,13 +175,13 @@ class VQ(nnx.Module):
                        f"{sinkhorn_temperature}.")
     if cvq_anchor is not None and cvq_anchor not in ANCHORS:
       raise ValueError(f"VQ cvq_anchor must be None or one of {ANCHORS}, got {cvq_anchor!r}.")
-    if cvq_anchor is not None and (learning != "gradient" or simvq):
+    if cvq_anchor is not None and (learning != "gradient" or frozen):
       raise ValueError("cvq_anchor re-anchors a codebook learned by gradient (CVQ-VAE); use learning='gradient' "
-                       "without simvq (learning='ema' has dead_code_threshold for restarts).")
+                       "without simvq or feature_dim (learning='ema' has dead_code_threshold for restarts).")
     if chunk_size < 0:
       raise ValueError(f"VQ chunk_size must be >= 0 (0: one [N, K] distance matrix), got {chunk_size}.")
     self.dim, self.codebook_size, self.chunk_size, self.cvq_anchor = dim, codebook_size, chunk_size, cvq_anchor
-    self.affine_lr, self.sync_nu = affine_lr, sync_nu
+    self.affine_lr, self.sync_nu, self.feature_dim, self.frozen_basis = affine_lr, sync_nu, feature_dim, frozen
     self.alternating_lr, self.alternating_momentum = alternating_lr, alternating_momentum
     self.codebook_dim = codebook_dim or dim
     self.commitment_weight, self.codebook_weight = commitment_weight, codebook_weight
@@ -197,6 +204,9 @@ class VQ(nnx.Module):
     if simvq:
       self.frozen_codebook = CodebookStat(init)
       self.codebook_map = nnx.Linear(d, d, use_bias=False, rngs=rngs)
+    elif feature_dim:  # C is a placeholder until the stage fills it with the feature centres
+      self.frozen_codebook = CodebookStat(jnp.zeros((k, feature_dim)))
+      self.codebook_map = nnx.Linear(feature_dim, d, kernel_init=nnx.initializers.normal(d**-0.5), rngs=rngs)
     elif learning == "ema":
       self.codebook = CodebookStat(init)
       self.ema_count = CodebookStat(jnp.ones((k,)))
@@ -221,10 +231,22 @@ class VQ(nnx.Module):
   def raw_codes(self) -> jax.Array:
     """The codebook [K, codebook_dim] before cosine normalisation: C W (SimVQ), else the affine map (when on) of
     W + O (rewritten) or W."""
-    if self.simvq:
+    if self.frozen_basis:
       return self.codebook_map(self.frozen_codebook[...])
     w = self.codebook[...]
     return self._affine(w + self.codebook_offset[...] if hasattr(self, "codebook_offset") else w)
+
+  def set_feature_codebook(self, features) -> None:
+    """VQGAN-LC: fills the frozen codebook C with `features` [codebook_size, feature_dim] (k-means centres)."""
+    expected = (self.codebook_size, self.feature_dim)
+    if not self.feature_dim:
+      raise ValueError("set_feature_codebook is for VQGAN-LC: build the VQ with feature_dim > 0.")
+    if tuple(features.shape) != expected:
+      raise ValueError(f"The feature codebook has shape {tuple(features.shape)}; this VQ needs {expected} "
+                       "(codebook_size, feature_dim): make one with that many centres of that network's features.")
+    if not bool(jnp.all(jnp.isfinite(jnp.asarray(features)))):
+      raise ValueError("The feature codebook holds NaN or Inf values.")
+    self.frozen_codebook[...] = jnp.asarray(features, jnp.float32)
 
   def _affine(self, w: jax.Array) -> jax.Array:
     return affine_codes(w, self.affine_scale[...], self.affine_bias[...], self.affine_lr) if self.affine_lr else w

@@ -12,6 +12,7 @@ from vqgen.evaluation.reconstruction import batch_statistics, summarize
 from vqgen.stages import build
 from vqgen.stages.image_data import ImageStage
 from vqgen.stages.classifier import perceptual_network
+from vqgen.stages.feature_codebook import read_feature_codebook
 from vqgen.tokenizers.perceptual import lpips_distance
 from vqgen.tokenizers.perceptual_networks import load_lpips_vgg16
 from vqgen.tokenizers.vqgan import TokenizerGAN, vqgan_losses
@@ -74,6 +75,15 @@ class TokenizerStage(ImageStage):
         net = perceptual_network(l.perceptual_weights or None, self.config.data.data_dir)
       self._perceptual = nnx.split(net)
     return self._perceptual
+
+  def initialize(self, state, spec):
+    """A fresh run's state: the frozen VQGAN-LC codebook read from model.feature_codebook (stages/feature_codebook.py)."""
+    path = self.config.model.feature_codebook
+    if not path:
+      return state
+    model = spec.merge(state.params, state.rest)
+    self.export(model).quantizer.set_feature_codebook(read_feature_codebook(path))
+    return state.replace(rest=spec.split(model)[1])
 
   def frozen(self):
     net = self.perceptual_network()

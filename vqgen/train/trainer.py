@@ -36,8 +36,9 @@ class Stage(Protocol):
   def evaluate(self, model: Callable[[], nnx.Module], mesh, workdir: str, writer, step: int) -> dict: ...
 
   # Optional: `param_groups() -> {name: optim.ParamGroup}` (several optimizers, e.g. generator and discriminator),
-  # `frozen() -> pytree` (arrays the loss reads but never trains) and `export(model) -> model` (what a trained
-  # run hands on, e.g. the tokenizer without its discriminator).
+  # `frozen() -> pytree` (arrays the loss reads but never trains), `export(model) -> model` (what a trained
+  # run hands on, e.g. the tokenizer without its discriminator) and `initialize(state, spec) -> state` (a fresh
+  # run's state completed from files, e.g. VQGAN-LC's frozen codebook; a resumed run keeps its checkpoint's).
 
 
 def save_config(config, workdir: str) -> None:
@@ -79,6 +80,8 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
     state = restored
     writers.say(f"Resumed from checkpoint step {restored_step}.")
     writers.drop_rows_after(workdir, restored_step)  # the steps after it are trained (and logged) again
+  elif hasattr(stage, "initialize"):  # a fresh run's state from files (e.g. VQGAN-LC's frozen codebook)
+    state = jax.device_put(stage.initialize(state, spec), shardings)
   save_config(config, workdir)
 
   writer = create_writer(workdir)
