@@ -24,6 +24,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import median_ms, write_results  # noqa: E402
+
 N = 8192
 # name: (vqgen constructor source, peer constructor source, input dim, tokens)
 CASES = {
@@ -76,13 +78,7 @@ def run_vqgen(name, repeats):
   compiled = step.lower(z, state).compile()
   mem = compiled.memory_analysis()
   memory_mb = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20
-  jax.block_until_ready(compiled(z, state))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(z, state))
-    times.append(time.perf_counter() - start)
-  return {"ms": 1e3 * sorted(times)[len(times) // 2], "memory_mb": memory_mb}
+  return {"ms": median_ms(compiled, (z, state), repeats), "memory_mb": memory_mb}
 
 
 def run_peer(name, repeats, threads):
@@ -115,14 +111,7 @@ def product_ms(n: int, k: int, d: int, repeats: int) -> float:
   """Median time of the one [n, d] x [d, k] float32 product a one-matrix VQ computes."""
   import jax  # pylint: disable=import-outside-toplevel
   x, c = jax.random.normal(jax.random.key(0), (n, d)), jax.random.normal(jax.random.key(1), (k, d))
-  f = jax.jit(lambda x, c: x @ c.T)
-  jax.block_until_ready(f(x, c))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(f(x, c))
-    times.append(time.perf_counter() - start)
-  return 1e3 * sorted(times)[len(times) // 2]
+  return median_ms(jax.jit(lambda x, c: x @ c.T), (x, c), repeats)
 
 
 def matmul_gflops() -> float:
@@ -200,12 +189,7 @@ def main():
     bound, product = (f"{r[key]:.1f}" if key in r else "" for key in ("matmul_bound_ms", "product_ms"))
     lines.append(f"| {r['case']} | {fmt(v, 'ms')} | {fmt(p, 'ms')} | {speed} | {fmt(v, 'memory_mb')} | "
                  f"{fmt(p, 'memory_mb')} | {bound} | {product} |")
-  text = "\n".join(lines)
-  print(text)
-  with open(out + ".md", "w") as f:
-    f.write(text + "\n")
-  with open(out + ".json", "w") as f:
-    json.dump({"matmul_gflops": rate, "rows": rows}, f, indent=2)
+  write_results(out, "\n".join(lines), {"matmul_gflops": rate, "rows": rows})
 
 
 if __name__ == "__main__":

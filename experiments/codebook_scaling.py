@@ -3,10 +3,17 @@
   python experiments/codebook_scaling.py --quick          # 2^6, 2^10, 2^14 x 8 quantizers, 300 steps each
   python experiments/codebook_scaling.py                  # 2^6 .. 2^14 (every 2 bits), 1500 steps each
   python experiments/codebook_scaling.py --bits 8,10 --quantizers fsq,vq --steps 500
+  python experiments/codebook_scaling.py --quick --resume      only the cells not yet in the results file
 
 The same encoder/decoder and the same budget (steps x batch 128) for every quantizer: plain VQ, VQ + rotation
 trick (gradient codebook, and EMA codebook as the peer library pairs it), VQ + EMA + dead-code restarts (k-means
-init), SimVQ, FSQ (levels from the paper's table), LFQ and BSQ. The network is the demo's (4x4 patches folded
+init), SimVQ, FSQ (levels from the paper's table), LFQ and BSQ; and the codebook-learning methods of the papers
+(issue 16), each with its source's settings: OptVQ (Sinkhorn assignment), CVQ (cosine codes, closest anchors),
+stochastic code sampling (temperature 0.1), TIQ's orthogonal regulariser (weight 10 over 1024 sampled codes),
+codebook diversity (weight 0.1), the straightened STE (affine codebook lr 10 + synchronised commitment 0.2; and
+alternating codebook steps, lr 50, momentum 0.9), VQGAN-LC (a frozen codebook of k-means centres of the
+perceptual network's patch features and a trained projector; the centres are computed once per size into
+runs/codebook_scaling/, from the cached perceptual network) and FSQ with TAAE's noise dropout (p = 0.5). The network is the demo's (4x4 patches folded
 into channels, 7x7 codes) slimmed to 32 channels and one residual block (NETWORK): it reaches 21.4 dB with FSQ in
 1500 steps (experiments/results/fsq_usage.md) at a fifth of the demo's step time, which is what makes the
 40-run full grid fit in a few hours of this 2-core CPU. Cells run smallest codebook first, so an interrupted grid
@@ -28,13 +35,20 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from vqgen import config as config_lib  # noqa: E402
+from vqgen.data import FashionMNIST  # noqa: E402
+from vqgen.stages.classifier import perceptual_network  # noqa: E402
+from vqgen.stages.feature_codebook import cluster_centres, patch_features, write_feature_codebook  # noqa: E402
 from vqgen.stages import run  # noqa: E402
 from vqgen.quantizers import RECOMMENDED_LEVELS  # noqa: E402
 
 LATENT_DIM = 16  # encoder output channels for the quantizers that project (VQ family, BSQ)
 NETWORK = {"channels": 32, "num_res_blocks": 1}
 QUANTIZERS = "vq,vq_rotation,vq_rotation_ema,vq_ema_dead,simvq,fsq,lfq,bsq"
+PAPER_METHODS = "optvq,cvq,vq_sample,vq_orthogonal,vq_diversity,vq_straightened,vq_alternating,vqgan_lc,fsq_noise"
+LC_FEATURES = 64  # FashionPerceptual's last tap: VQGAN-LC's feature dimension here
 
 
 def quantizer(name: str, bits: int):
@@ -47,7 +61,17 @@ def quantizer(name: str, bits: int):
       "vq_ema_dead": lambda: config_lib.quantizer_config("vq", learning="ema", dead_code_threshold=0.1,
                                                          kmeans_init=True, **vq),
       "simvq": lambda: config_lib.quantizer_config("vq", simvq=True, **vq),
+      "optvq": lambda: config_lib.quantizer_config("vq", assignment="optimal_transport", **vq),
+      "cvq": lambda: config_lib.quantizer_config("vq", cosine=True, cvq_anchor="closest", **vq),
+      "vq_sample": lambda: config_lib.quantizer_config("vq", assignment="sample", sample_temperature=0.1, **vq),
+      "vq_orthogonal": lambda: config_lib.quantizer_config("vq", orthogonal_weight=10.0, orthogonal_max_codes=1024,
+                                                           **vq),
+      "vq_diversity": lambda: config_lib.quantizer_config("vq", diversity_weight=0.1, **vq),
+      "vq_straightened": lambda: config_lib.quantizer_config("vq", affine_lr=10.0, sync_nu=0.2, **vq),
+      "vq_alternating": lambda: config_lib.quantizer_config("vq", learning="alternating", **vq),
+      "vqgan_lc": lambda: config_lib.quantizer_config("vq", feature_dim=LC_FEATURES, **vq),
       "fsq": lambda: config_lib.quantizer_config("fsq", levels=RECOMMENDED_LEVELS[bits]),
+      "fsq_noise": lambda: config_lib.quantizer_config("fsq", levels=RECOMMENDED_LEVELS[bits], noise_dropout=0.5),
       # The exact codebook entropy streams N x K soft assignments per step: beyond 2^12 codes that is hours of
       # this CPU, so larger LFQs use the grouped bound (two groups, as MaskBit factorises).
       "lfq": lambda: config_lib.quantizer_config("lfq", codebook_size=k, entropy_mode="exact" if bits <= 12
@@ -61,6 +85,17 @@ def quantizer(name: str, bits: int):
 PAPER = ("FSQ paper (ImageNet, MaskGIT tokenizers): VQ codebook usage falls below 50% beyond 2^11 codes and VQ "
          "never uses more than ~2^10 codes; FSQ usage stays near 100% and keeps growing (more than 2^15 of 2^16 "
          "used). Reconstruction improves with codebook size for FSQ, while VQ saturates.")
+
+
+def feature_codebook(workdir: str, codebook_size: int) -> str:
+  """VQGAN-LC's codebook of this size (k-means centres of 300k patch features of the cached perceptual network),
+  computed once into workdir; returns its path."""
+  path = os.path.join(workdir, f"feature_codebook_{codebook_size}.npy")
+  if not os.path.exists(path):
+    features = patch_features(perceptual_network(), FashionMNIST("train").images)
+    features = features[np.random.default_rng(0).choice(len(features), 300_000, replace=False)]
+    write_feature_codebook(path, cluster_centres(features, codebook_size)[0])
+  return path
 
 
 def write(rows, out, steps, quick):
@@ -110,7 +145,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--bits", default="")
-  parser.add_argument("--quantizers", default=QUANTIZERS)
+  parser.add_argument("--quantizers", default=QUANTIZERS + "," + PAPER_METHODS)
   parser.add_argument("--steps", type=int, default=0)
   parser.add_argument("--resume", action="store_true", help="keep the rows of an earlier (interrupted) run of "
                       "the same grid and run only the missing cells")
@@ -132,6 +167,8 @@ def main():
         continue
       c = config_lib.load_config(os.path.join(ROOT, "configs/demo.py"))
       c.quantizer = quantizer(name, bits)
+      if c.quantizer.get("feature_dim", 0):
+        c.model.feature_codebook = feature_codebook(args.workdir, 2**bits)
       for key, value in NETWORK.items():
         c.model[key] = value
       c.train.steps = steps
