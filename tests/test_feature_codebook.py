@@ -24,9 +24,14 @@ from vqgen.quantizers.vq import VQ
 def test_codes_are_the_projected_frozen_features():
   vq = VQ(6, 32, codebook_dim=4, feature_dim=10, rngs=nnx.Rngs(0))
   features = np.random.default_rng(0).normal(size=(32, 10)).astype(np.float32)
+  features = 3.0 + 40.0 * features  # perceptual features are large and positive
   vq.set_feature_codebook(features)
   kernel, bias = np.asarray(vq.codebook_map.kernel[...]), np.asarray(vq.codebook_map.bias[...])
-  np.testing.assert_allclose(vq.codes(), features @ kernel + bias, rtol=1e-5, atol=1e-6)
+  centred = features - features.mean(0)
+  stored = centred / np.sqrt((centred**2).sum(1).mean())  # centred, root-mean-square norm 1
+  np.testing.assert_allclose(vq.frozen_codebook[...], stored, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(vq.codes(), stored @ kernel + bias, rtol=1e-5, atol=1e-6)
+  assert 0.5 < np.linalg.norm(np.asarray(vq.codes()), axis=1).mean() < 2.0  # the latents' scale, not ~40
   assert abs(kernel.std() - 4**-0.5) < 0.15  # the source's projector init, N(0, 1 / embed_dim)
   params = nnx.state(vq, nnx.Param).to_pure_dict()
   assert "frozen_codebook" not in params and "codebook_map" in params  # C is frozen, P is trained
@@ -87,7 +92,9 @@ def test_a_run_reads_the_file_once_keeps_the_codebook_frozen_and_restores_withou
   train_and_evaluate(c, workdir, TokenizerStage(c))
   os.remove(path)
   restored = restore_model(c, workdir, TokenizerStage(c))
-  np.testing.assert_array_equal(restored.quantizer.frozen_codebook[...], centres)  # frozen through training
+  centred = centres - centres.mean(0)  # stored standardised (VQ.set_feature_codebook), frozen through training
+  np.testing.assert_allclose(restored.quantizer.frozen_codebook[...], centred / np.sqrt((centred**2).sum(1).mean()),
+                             rtol=1e-5, atol=1e-6)
   write_feature_codebook(path, centres[:16])
   with pytest.raises(ValueError, match=r"needs \(32, 64\)"):
     train_and_evaluate(c, str(tmp_path / "wrong"), TokenizerStage(c))

@@ -32,7 +32,10 @@ Options, each opt-in and named after its paper:
   feature_dim  VQGAN-LC (Zhu et al. 2024, arXiv 2406.11837): codes P(C) with C [K, feature_dim] a frozen codebook
                 of a pretrained network's features (k-means centres; filled before training from the file that
                 `python -m vqgen.cli.feature_codebook` writes, then checkpointed with the model) and P a trained
-                Linear(feature_dim, codebook_dim) with bias, weight ~ N(0, 1/codebook_dim) (the source's projector)
+                Linear(feature_dim, codebook_dim) with bias, weight ~ N(0, 1/codebook_dim) (the source's projector).
+                C is stored centred and scaled to a root-mean-square norm of 1, an affine map the projector absorbs,
+                so the first codes have the latents' scale (raw perceptual features have norms ~40: every latent
+                then took one code, the collapse SimVQ's N(0, 1/d) basis avoids; docs/results.md)
   simvq      SimVQ (Zhu et al. 2024): a frozen random codebook C ~ N(0, 1/d) and a learned linear map W;
              codes = C W. The 1/d scale matters: with C ~ N(0, 1) the initial codes are sqrt(d) times longer than
              the encoder's latents, the few shortest codes win every argmin and usage collapses (3.5% of 2^10
@@ -99,6 +102,12 @@ def rotation_trick(z: jax.Array, q: jax.Array, eps: float = 1e-6) -> jax.Array:
   estimator = jnp.where(degenerate, ste, rotated)
   # Forward value is q bit for bit: (e - sg(e)) is exactly zero, and the gradient flows through e.
   return estimator - jax.lax.stop_gradient(estimator) + jax.lax.stop_gradient(q)
+
+
+def standardized_features(features: jax.Array) -> jax.Array:
+  """Feature centres [K, F] centred and scaled to a root-mean-square row norm of 1 (VQGAN-LC's frozen basis)."""
+  centred = features - jnp.mean(features, 0, keepdims=True)
+  return centred / jnp.maximum(jnp.sqrt(jnp.mean(jnp.sum(jnp.square(centred), -1))), 1e-12)
 
 
 class VQ(nnx.Module):
@@ -244,9 +253,10 @@ class VQ(nnx.Module):
     if tuple(features.shape) != expected:
       raise ValueError(f"The feature codebook has shape {tuple(features.shape)}; this VQ needs {expected} "
                        "(codebook_size, feature_dim): make one with that many centres of that network's features.")
-    if not bool(jnp.all(jnp.isfinite(jnp.asarray(features)))):
+    features = jnp.asarray(features, jnp.float32)
+    if not bool(jnp.all(jnp.isfinite(features))):
       raise ValueError("The feature codebook holds NaN or Inf values.")
-    self.frozen_codebook[...] = jnp.asarray(features, jnp.float32)
+    self.frozen_codebook[...] = standardized_features(features)
 
   def _affine(self, w: jax.Array) -> jax.Array:
     return affine_codes(w, self.affine_scale[...], self.affine_bias[...], self.affine_lr) if self.affine_lr else w
