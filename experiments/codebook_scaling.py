@@ -125,13 +125,16 @@ def write(rows, out, steps, quick):
     f.write("\n".join(lines) + "\n")
   for key, label, fname in (("codebook_usage", "codebook usage (test split)", "usage"),
                             ("test_psnr", "test PSNR (dB)", "psnr")):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(r["quantizer"] for r in rows):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, name in enumerate(dict.fromkeys(r["quantizer"] for r in rows)):
       pts = [(r["bits"], r[key]) for r in rows if r["quantizer"] == name]
-      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+      ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colors[i % len(colors)],
+              linestyle="--" if name in PAPER_METHODS.split(",") else "-")
     ax.set_xlabel("log2 codebook size")
     ax.set_ylabel(label)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), title="dashed: issue 16",
+              title_fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(f"{out}_{fname}.png", dpi=100)
