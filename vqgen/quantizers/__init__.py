@@ -10,11 +10,12 @@ from vqgen.quantizers.base import QuantizerOutput, batch_metrics, code_histogram
 from vqgen.quantizers.bsq import BSQ
 from vqgen.quantizers.clustering import kmeans
 from vqgen.quantizers.entropy import entropy_loss
+from vqgen.quantizers.estimators import rotation_trick
 from vqgen.quantizers.fsq import FSQ, RECOMMENDED_LEVELS
 from vqgen.quantizers.grouped import Grouped
 from vqgen.quantizers.lfq import LFQ
 from vqgen.quantizers.residual import Residual
-from vqgen.quantizers.vq import VQ, rotation_trick
+from vqgen.quantizers.vq import VQ
 
 QUANTIZERS = {"fsq": FSQ, "vq": VQ, "lfq": LFQ, "bsq": BSQ, "residual": Residual, "grouped": Grouped}
 # Composite quantizers take a factory of their levels (first argument) instead of the levels' arguments.

@@ -7,12 +7,8 @@ weights named; taming's "legacy" form swaps which term beta multiplies):
   commitment = commitment_weight * mean ||z - sg(q)||^2     (beta = 0.25)
 
 Options, each opt-in and named after its paper:
-  gradient   'ste'      straight-through, z + sg(q - z)
-             'rotation' rotation trick (Fifty et al. 2024, arXiv 2410.06424): sg(|q|/|z|) R z with the rotation R
-                        taking z's direction onto q's; forward value exactly q, STE where |z| ~ 0
-             'gumbel'   Gumbel-softmax over -distances / temperature, hard one-hot forward (train); argmin in eval
-             'ibq'      Index Backpropagation Quantization (Shi et al. 2024): straight-through over the categorical,
-                        onehot - sg(softmax(l)) + softmax(l) with dot-product logits l, so every code gets gradient
+  gradient   'ste' | 'rotation' | 'gumbel' | 'ibq' (quantizers/estimators.py); Gumbel samples over
+             -distances / gumbel_temperature in training and takes the nearest code in evaluation
   learning   'gradient' the codebook is a parameter
              'ema'      exponential moving averages of counts and sums (VQ-VAE appendix; decay 0.99, Laplace eps)
              'alternating'  the codebook takes its own SGD-momentum step on the batch before the encoder's
@@ -67,10 +63,11 @@ from vqgen.quantizers.assignment import ASSIGNMENTS, nearest_indices, optimal_tr
 from vqgen.quantizers.base import QuantizerOutput, batch_metrics, l2_normalize
 from vqgen.quantizers.clustering import ANCHORS, anchors, kmeans, reanchored, usage_update
 from vqgen.quantizers.entropy import categorical_entropies
+from vqgen.quantizers.estimators import (GRADIENTS, gumbel_straight_through, index_backpropagation, rotation_trick,
+                                         straight_through)
 from vqgen.quantizers.regularizers import diversity_loss, sampled_orthogonal_loss
 from vqgen.quantizers.straightening import affine_codes, alternating_step, inverse_affine_codes, synchronized
 
-GRADIENTS = ("ste", "rotation", "gumbel", "ibq")
 LEARNING = ("gradient", "ema", "alternating")
 
 
@@ -82,26 +79,6 @@ def squared_distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
   """||x_n - c_k||^2 = ||x||^2 - 2 x.c + ||c||^2, [N, d] x [K, d] -> [N, K], float32."""
   return (jnp.sum(jnp.square(x), -1, keepdims=True) - 2.0 * x @ codebook.T
           + jnp.sum(jnp.square(codebook), -1)[None, :])
-
-
-def rotation_trick(z: jax.Array, q: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """Rotation-trick estimator (arXiv 2410.06424, eq. 4): forward value q, gradient sg(|q|/|z|) R^T g.
-
-  With u = z/|z|, qh = q/|q|, w = sg(normalize(u + qh)):  R z = z - 2 (z.w) w + 2 (z.sg(u)) sg(qh).
-  R is a rotation taking u onto qh, treated as a constant; vectors with |z| or |q| below eps fall back to STE.
-  """
-  z_norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
-  q_norm = jnp.linalg.norm(q, axis=-1, keepdims=True)
-  u = jax.lax.stop_gradient(z / jnp.maximum(z_norm, eps))
-  qh = jax.lax.stop_gradient(q / jnp.maximum(q_norm, eps))
-  w = jax.lax.stop_gradient(l2_normalize(u + qh))
-  rz = z - 2.0 * jnp.sum(z * w, -1, keepdims=True) * w + 2.0 * jnp.sum(z * u, -1, keepdims=True) * qh
-  rotated = jax.lax.stop_gradient(q_norm / jnp.maximum(z_norm, eps)) * rz
-  ste = z + jax.lax.stop_gradient(q - z)
-  degenerate = (z_norm < eps) | (q_norm < eps)
-  estimator = jnp.where(degenerate, ste, rotated)
-  # Forward value is q bit for bit: (e - sg(e)) is exactly zero, and the gradient flows through e.
-  return estimator - jax.lax.stop_gradient(estimator) + jax.lax.stop_gradient(q)
 
 
 def standardized_features(features: jax.Array) -> jax.Array:
@@ -345,15 +322,10 @@ class VQ(nnx.Module):
     if self.gradient == "rotation":
       return rotation_trick(x, q)
     if self.gradient == "ibq":
-      probs = jax.nn.softmax(x @ codes.T, -1)
-      onehot = jax.nn.one_hot(indices, self.codebook_size, dtype=probs.dtype)
-      return (onehot - jax.lax.stop_gradient(probs) + probs) @ codes
+      return index_backpropagation(x, codes, indices)
     if self.gradient == "gumbel" and train:
-      logits = -distances / self.gumbel_temperature
-      soft = jax.nn.softmax(logits + jax.random.gumbel(self.rngs(), logits.shape), -1)
-      hard = jax.nn.one_hot(jnp.argmax(soft, -1), self.codebook_size, dtype=soft.dtype)
-      return (hard - jax.lax.stop_gradient(soft) + soft) @ codes
-    return x + jax.lax.stop_gradient(q - x)
+      return gumbel_straight_through(-distances / self.gumbel_temperature, codes, self.rngs())
+    return straight_through(x, q)
 
   def _alternating_step(self, x, indices):
     """The codebook's own step before the encoder's (straightening.py), with the batch's indices kept."""
