@@ -35,12 +35,10 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from vqgen import config as config_lib  # noqa: E402
 from vqgen.data import FashionMNIST  # noqa: E402
 from vqgen.stages.classifier import perceptual_network  # noqa: E402
-from vqgen.stages.feature_codebook import cluster_centres, patch_features, write_feature_codebook  # noqa: E402
+from vqgen.stages.feature_codebook import fit_feature_codebook, write_feature_codebook  # noqa: E402
 from vqgen.stages import run  # noqa: E402
 from vqgen.quantizers import RECOMMENDED_LEVELS  # noqa: E402
 
@@ -92,9 +90,8 @@ def feature_codebook(workdir: str, codebook_size: int) -> str:
   computed once into workdir; returns its path."""
   path = os.path.join(workdir, f"feature_codebook_{codebook_size}.npy")
   if not os.path.exists(path):
-    features = patch_features(perceptual_network(), FashionMNIST("train").images)
-    features = features[np.random.default_rng(0).choice(len(features), 300_000, replace=False)]
-    write_feature_codebook(path, cluster_centres(features, codebook_size)[0])
+    centres, _, _ = fit_feature_codebook(perceptual_network(), FashionMNIST("train").images, codebook_size)
+    write_feature_codebook(path, centres)
   return path
 
 

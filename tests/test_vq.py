@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from vqgen.quantizers import VQ, kmeans, rotation_trick
-from vqgen.quantizers.vq import squared_distances
+from vqgen.quantizers.base import squared_distances
 
 
 def make(**kwargs):

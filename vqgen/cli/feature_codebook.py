@@ -18,7 +18,7 @@ from absl import flags
 from vqgen import data as data_lib
 from vqgen.cli import console
 from vqgen.stages.classifier import perceptual_network
-from vqgen.stages.feature_codebook import cluster_centres, patch_features, write_feature_codebook
+from vqgen.stages.feature_codebook import fit_feature_codebook, write_feature_codebook
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "The .npy file to write [codebook_size, feature_dim].")
@@ -36,17 +36,14 @@ def main():
   network = perceptual_network(FLAGS.network, FLAGS.data_dir)
   images = data_lib.FashionMNIST("train", FLAGS.data_dir or None).images
   start = time.perf_counter()
-  features = patch_features(network, images)
-  print(f"{len(features):,} patch features of dimension {features.shape[1]} from {len(images):,} images "
-        f"({time.perf_counter() - start:.0f} s)", flush=True)
-  if FLAGS.num_features and FLAGS.num_features < len(features):
-    features = features[np.random.default_rng(FLAGS.seed).choice(len(features), FLAGS.num_features, False)]
-  start = time.perf_counter()
-  centres, counts = cluster_centres(features, FLAGS.codebook_size, iters=FLAGS.iters, seed=FLAGS.seed)
+  centres, counts, extracted = fit_feature_codebook(network, images, FLAGS.codebook_size,
+                                                    num_features=FLAGS.num_features, iters=FLAGS.iters,
+                                                    seed=FLAGS.seed)
   write_feature_codebook(FLAGS.out, centres)
-  print(f"{FLAGS.codebook_size} centres of {len(features):,} features, {FLAGS.iters} iterations "
-        f"({time.perf_counter() - start:.0f} s): {np.mean(counts > 0):.1%} non-empty, largest cluster "
-        f"{counts.max():.0f}; written to {FLAGS.out}", flush=True)
+  used = min(FLAGS.num_features or extracted, extracted)
+  print(f"{FLAGS.codebook_size} centres of {used:,} of the {extracted:,} patch features of {len(images):,} images, "
+        f"{FLAGS.iters} iterations ({time.perf_counter() - start:.0f} s): {np.mean(counts > 0):.1%} non-empty, "
+        f"largest cluster {counts.max():.0f}; written to {FLAGS.out}", flush=True)
 
 
 def cli():

@@ -58,3 +58,9 @@ def level_metrics(indices, codebook_size, axis_name) -> dict:
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
   """x / max(||x||, eps) over the last axis."""
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(jnp.square(x), -1, keepdims=True), eps * eps))
+
+
+def squared_distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
+  """||x_n - c_k||^2 = ||x||^2 - 2 x.c + ||c||^2, [N, d] x [K, d] -> [N, K], float32."""
+  return (jnp.sum(jnp.square(x), -1, keepdims=True) - 2.0 * x @ codebook.T
+          + jnp.sum(jnp.square(codebook), -1)[None, :])

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from vqgen.quantizers.assignment import nearest_indices
-from vqgen.quantizers.base import l2_normalize
+from vqgen.quantizers.base import l2_normalize, squared_distances
 
 ANCHORS = ("closest", "random", "probrandom")
 
@@ -86,11 +86,7 @@ def anchors(x: jax.Array, codes: jax.Array, kind: str, key: jax.Array | None, co
   elif kind == "random":
     picks = jax.random.randint(key, codes.shape[:1], 0, x.shape[0])
   elif kind == "probrandom":
-    if cosine:
-      similarity = l2_normalize(codes) @ l2_normalize(x).T
-    else:
-      similarity = -(jnp.sum(jnp.square(codes), -1)[:, None] - 2.0 * codes @ x.T
-                     + jnp.sum(jnp.square(x), -1)[None, :])
+    similarity = l2_normalize(codes) @ l2_normalize(x).T if cosine else -squared_distances(codes, x)
     picks = jax.random.categorical(key, similarity, axis=-1)
   else:
     raise ValueError(f"CVQ anchor must be one of {ANCHORS}, got {kind!r}.")

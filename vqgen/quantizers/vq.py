@@ -75,12 +75,6 @@ class CodebookStat(nnx.Variable):
   """Codebook statistics updated in the forward pass (EMA counts and sums, init flags); never optimized."""
 
 
-def squared_distances(x: jax.Array, codebook: jax.Array) -> jax.Array:
-  """||x_n - c_k||^2 = ||x||^2 - 2 x.c + ||c||^2, [N, d] x [K, d] -> [N, K], float32."""
-  return (jnp.sum(jnp.square(x), -1, keepdims=True) - 2.0 * x @ codebook.T
-          + jnp.sum(jnp.square(codebook), -1)[None, :])
-
-
 def standardized_features(features: jax.Array) -> jax.Array:
   """Feature centres [K, F] centred and scaled to a root-mean-square row norm of 1 (VQGAN-LC's frozen basis)."""
   centred = features - jnp.mean(features, 0, keepdims=True)

@@ -44,6 +44,18 @@ def cluster_centres(features: np.ndarray, codebook_size: int, *, iters: int = 20
   return np.asarray(centres, np.float32), np.asarray(counts)
 
 
+def fit_feature_codebook(network, images: np.ndarray, codebook_size: int, *, num_features: int = 300_000,
+                         iters: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+  """(centres, counts, features extracted): k-means over `num_features` patch features of `images` drawn at random
+  (seeded; 0 or more than there are: all of them)."""
+  features = patch_features(network, images)
+  extracted = len(features)
+  if num_features and num_features < extracted:
+    features = features[np.random.default_rng(seed).choice(extracted, num_features, replace=False)]
+  centres, counts = cluster_centres(features, codebook_size, iters=iters, seed=seed)
+  return centres, counts, extracted
+
+
 def write_feature_codebook(path: str, centres: np.ndarray) -> None:
   """Writes the centres as .npy (atomically: an interrupted write leaves no partial file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
