@@ -162,7 +162,18 @@ def train_prior(name: str, tokenizer: str, workdir: str, variant: str = "", seed
   net = c.network
   return {"prior": name, "steps": c.train.steps, "batch_size": c.data.batch_size, "tokenizer": tokenizer,
           "network": f"width {net.width}, depth {net.depth}, {net.head} head", "seed": c.seed,
-          "workdir": workdir, "minutes": (time.perf_counter() - start) / 60, **results}
+          "workdir": workdir, "minutes": (time.perf_counter() - start) / 60,
+          "train_minutes": training_minutes(workdir), **results}
+
+
+def training_minutes(workdir: str) -> float | None:
+  """The training loop's own clock at its last logged step (metrics.jsonl `uptime`), in minutes: a run resumed
+  from a finished checkpoint reports its earlier training, not its re-evaluation. None when never logged."""
+  uptime = None
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      uptime = json.loads(line).get("uptime", uptime)
+  return None if uptime is None else uptime / 60
 
 
 def val_nll(r: dict) -> tuple[float, str]:
@@ -211,7 +222,7 @@ class Sweep:
     generator = Generator(self.prior, self.stage.tokenizer, self.stage.code_shape, build.sampler_kwargs(config))
     samples = generator(self.labels, jax.random.key(seed), self.batch_size)
     scores = self.scorer.score(samples["images"], self.labels if self.num_classes else None)
-    row = {"seed": seed, **build.sampler_kwargs(config), **scores,
+    row = {"seed": seed, "workdir": self.workdir, **build.sampler_kwargs(config), **scores,
            "fd_over_recon": scores["sample_fd"] / scores["recon_fd"], "forward_passes": samples["forward_passes"],
            "ms_per_image": samples["ms_per_image"], "compile_seconds": samples["compile_seconds"]}
     print(f"  {settings_text(overrides)} seed {seed}: FD {row['sample_fd']:.2f}, P {row['precision']:.3f}, "
@@ -219,12 +230,29 @@ class Sweep:
           + f", {row['ms_per_image']:.1f} ms/image", flush=True)
     return row
 
+  def drew(self, point: dict, swept: tuple, **overrides) -> bool:
+    """Whether `point`, a row of an earlier results file, was drawn from this prior (point["workdir"]) with as
+    many samples and the same sampler as `overrides` give, but for the `swept` keys: --resume keeps it."""
+    mine = json.loads(json.dumps(build.sampler_kwargs(self.settings(**overrides)), default=str))
+    return (point.get("workdir") == self.workdir and point.get("num_samples") == len(self.labels)
+            and all(point.get(k) == v for k, v in mine.items() if k not in swept))
+
   def describe(self) -> str:
     """The prior in words, for the results' headers."""
     c = self.config
     return (f"`{os.path.relpath(self.workdir, ROOT) if self.workdir.startswith(ROOT) else self.workdir}`: "
             f"{self.family}, width {c.network.width}, depth {c.network.depth}, {c.train.steps} steps at batch "
             f"{c.data.batch_size}, seed {c.seed}; its sampler: {settings_text(build.sampler_kwargs(c))}")
+
+
+def earlier_points(args, out: str, workdir_of) -> list[dict]:
+  """With --resume, the points of OUT.json from an earlier call, each with its prior's "workdir" (files written
+  before points carried it: workdir_of(data, point)); [] without --resume or file."""
+  if not args.resume or not os.path.exists(out + ".json"):
+    return []
+  with open(out + ".json") as f:
+    data = json.load(f)
+  return [dict(p, workdir=p.get("workdir") or workdir_of(data, p)) for p in data.get("points", [])]
 
 
 def settings_text(settings: dict) -> str:

@@ -6,6 +6,7 @@ MUSE's guidance annealing).
   python experiments/guidance_sweep.py --priors=maskgit=DIR,ar=DIR2 --seeds=0,1,2          # mean +- std over seeds
   python experiments/guidance_sweep.py --priors=maskgit,autoregressive --tokenizer=DIR     # trains both first
   python experiments/guidance_sweep.py --priors=maskgit=DIR --quick --out=/tmp/curves      # 4 points, 200 samples
+  python experiments/guidance_sweep.py --priors=maskgit=DIR,diffusion=DIR3 --resume  # adds a prior to the file
   # docs/results.md "Guidance annealing" (constant 2, linear ramps 1 -> 3, 3.5, 4, cosine 1 -> 3), 3 seeds:
   python experiments/guidance_sweep.py --priors=maskgit=DIR --seeds=0,1,2 --tag=annealing \\
       --settings=constant:2,linear:3,linear:3.5,linear:4,cosine:3
@@ -133,11 +134,15 @@ def main(args):
       raise lib.UsageError(f"prior {name!r} ({workdir}) is unconditional: there is no guidance to sweep")
     sweeps[name].settings(**extra)  # a bad --sampling value fails here, before any sampling
   out = lib.outputs(args, NAME)
-  points = []
+  swept = ("guidance_scale", "guidance_schedule", "schedule")  # "schedule": MaskGIT's, overwritten in the points
+  points = [p for p in lib.earlier_points(args, out, lambda data, p: data.get("priors", {}).get(p["prior"]))
+            if p["prior"] in sweeps and sweeps[p["prior"]].drew(p, swept, **extra)]
   for name, sweep in sweeps.items():
     drawn = {}  # at scale 1 every schedule is the same sampler: drawn once per seed
     for schedule, scale in pairs:
       for seed in seeds:
+        if any((p["prior"], p["schedule"], p["scale"], p["seed"]) == (name, schedule, scale, seed) for p in points):
+          continue
         key = (scale, schedule if scale != 1 else "constant", seed)
         if key not in drawn:
           drawn[key] = sweep.score(seed, guidance_scale=scale, guidance_schedule=key[1], **extra)
@@ -158,5 +163,7 @@ if __name__ == "__main__":
   parser.add_argument("--settings", default="", help="SCHEDULE:SCALE,... instead of the --schedules x --scales grid")
   parser.add_argument("--sampling", default="", help="other config.sampling keys for every point, key=value,...")
   parser.add_argument("--quick", action="store_true", help="constant and linear at scales 1 and 3, 200 samples")
+  parser.add_argument("--resume", action="store_true", help="keep the points of the results file drawn from the "
+                      "same priors with the same samples and sampler, and draw only the missing ones")
   lib.add_common_args(parser, NAME)
   lib.main_guard(parser, main, quick=dict(schedules="constant,linear", scales="1,3", num_samples=200))

@@ -3,6 +3,7 @@ schedules study) at Fashion-MNIST scale, on one trained MaskGIT prior.
 
   python experiments/mask_schedules.py --prior=runs/demo/prior                  # 4 schedules x T = 4 .. 32
   python experiments/mask_schedules.py --prior=DIR --seeds=0,1,2                # mean +- std over sampling seeds
+  python experiments/mask_schedules.py --prior=DIR --steps=32 --resume          # adds T = 32 to the results file
   python experiments/mask_schedules.py --prior=DIR --schedules=cosine,arccos,exp --steps=8,16
   python experiments/mask_schedules.py --prior=DIR --quick --out=/tmp/curves    # 2 schedules x 3 T, 200 samples
   python experiments/mask_schedules.py --tokenizer=DIR                          # trains the MaskGIT prior first
@@ -80,10 +81,13 @@ def main(args):
     raise lib.UsageError(f"--steps must be >= 1, got {args.steps}")
   sweep = lib.Sweep(prior_workdir(args), args.num_samples, args.batch_size, family="maskgit")
   out = lib.outputs(args, NAME)
-  points = []
+  points = [p for p in lib.earlier_points(args, out, lambda data, p: data.get("prior"))
+            if sweep.drew(p, swept=("steps", "schedule"))]
   for name in names:
     for t in steps:
       for seed in seeds:
+        if any((p["schedule"], p["T"], p["seed"]) == (name, t, seed) for p in points):
+          continue
         row = sweep.score(seed, mask_schedule=ALIASES.get(name, name), steps=t)
         points.append({**row, "schedule": name, "T": t})
     write(points, sweep, out, args)  # after every schedule: an interrupted sweep keeps its curves
@@ -100,5 +104,7 @@ if __name__ == "__main__":
   parser.add_argument("--schedules", default="cosine,linear,square,log")
   parser.add_argument("--steps", default="4,8,12,16,24,32", help="decoding steps T")
   parser.add_argument("--quick", action="store_true", help="cosine and linear at T = 4, 8, 16, 200 samples")
+  parser.add_argument("--resume", action="store_true", help="keep the points of the results file drawn from the "
+                      "same prior with the same samples and sampler, and draw only the missing (schedule, T, seed)")
   lib.add_common_args(parser, NAME)
   lib.main_guard(parser, main, quick=dict(schedules="cosine,linear", steps="4,8,16", num_samples=200))

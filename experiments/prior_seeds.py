@@ -29,6 +29,11 @@ NAME = "prior_seeds"
 METRICS = tuple(lib.METRICS) + ("val_nll",)
 
 
+def minutes(run: dict) -> float:
+  """The run's training time (the loop's clock; files from before it was recorded: the call's wall-clock)."""
+  return run.get("train_minutes") or run["minutes"]
+
+
 def write(runs, out, args):
   rows = lib.aggregate(runs, by=("prior",), metrics=METRICS)
   first = runs[0]
@@ -39,17 +44,17 @@ def write(runs, out, args):
            + lib.floors_text(first) + ".", "",
            "Per family: mean +- std over the training seeds (min-max in brackets).", ""]
   lines += lib.table(["prior", "seeds", "validation NLL", "FD", "FD / recon FD", "precision", "recall",
-                      "class acc.", "minutes / run"],
+                      "class acc.", "training minutes / run"],
                      [[r["prior"], ", ".join(map(str, r["seeds"])),
                        f"{lib.spread(r, 'val_nll', '{:.3f}')} {r['val_nll_unit']}",
                        lib.spread(r, "sample_fd", extremes=True)] + [lib.spread(r, m) for m in list(lib.METRICS)[1:]]
-                      + [f"{np.mean([x['minutes'] for x in runs if x['prior'] == r['prior']]):.1f}"] for r in rows],
+                      + [f"{np.mean([minutes(x) for x in runs if x['prior'] == r['prior']]):.1f}"] for r in rows],
                      numeric_from=2)
   lines += ["", "Every run:", ""]
   lines += lib.table(["prior", "seed", "validation NLL", "FD", "FD / recon FD", "precision", "recall", "class acc.",
-                      "minutes"],
+                      "training minutes"],
                      [[r["prior"], str(r["seed"]), f"{r['val_nll']:.3f} {r['val_nll_unit']}"]
-                      + [fmt.format(r[m]) for m, fmt in lib.METRICS.items()] + [f"{r['minutes']:.1f}"]
+                      + [fmt.format(r[m]) for m, fmt in lib.METRICS.items()] + [f"{minutes(r):.1f}"]
                       for r in runs], numeric_from=1)
   lib.write(out, lines, runs)
   fig, axes = lib.figure(2, 0.9 * len(rows) + 3, 3.8)
@@ -82,6 +87,9 @@ def main(args):
     with open(out + ".json") as f:
       runs = [r for r in json.load(f) if (r["steps"], r["batch_size"], r["tokenizer"], r.get("variant"))
               == (args.steps, args.batch_size, tokenizer, args.variant)]
+    for r in runs:  # rows written before the training time was recorded: read it from the run's log
+      if r.get("train_minutes") is None and os.path.exists(os.path.join(r["workdir"], "metrics.jsonl")):
+        r["train_minutes"] = lib.training_minutes(r["workdir"])
   for name in names:
     for seed in seeds:
       if any((r["prior"], r["seed"]) == (name, seed) for r in runs):
