@@ -162,7 +162,8 @@ def train_prior(name: str, tokenizer: str, workdir: str, variant: str = "", seed
   net = c.network
   return {"prior": name, "steps": c.train.steps, "batch_size": c.data.batch_size, "tokenizer": tokenizer,
           "network": f"width {net.width}, depth {net.depth}, {net.head} head", "seed": c.seed,
-          "workdir": workdir, "minutes": (time.perf_counter() - start) / 60,
+          "workdir": workdir, "sampler": settings_text(build.sampler_kwargs(c)),
+          "minutes": (time.perf_counter() - start) / 60,
           "train_minutes": training_minutes(workdir), **results}
 
 

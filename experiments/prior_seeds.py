@@ -50,6 +50,10 @@ def write(runs, out, args):
                        lib.spread(r, "sample_fd", extremes=True)] + [lib.spread(r, m) for m in list(lib.METRICS)[1:]]
                       + [f"{np.mean([minutes(x) for x in runs if x['prior'] == r['prior']]):.1f}"] for r in rows],
                      numeric_from=2)
+  samplers = {r["prior"]: r["sampler"] for r in runs if "sampler" in r}
+  if samplers:
+    lines += ["", "Samplers (each family's config at the run): " + "; ".join(f"{k}: {v}" for k, v in samplers.items())
+              + "."]
   lines += ["", "Every run:", ""]
   lines += lib.table(["prior", "seed", "validation NLL", "FD", "FD / recon FD", "precision", "recall", "class acc.",
                       "training minutes"],
