@@ -1,15 +1,19 @@
 """Configs: unknown keys and invalid values fail before any work, naming the key; every config file loads."""
 
+import argparse
 import glob
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
 from vqgen import config as config_lib
+from vqgen.stages import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
@@ -118,6 +122,31 @@ def test_codebook_scaling_grid_configs_are_valid():
       c.quantizer = codebook_scaling.quantizer(name, bits)
       config_lib.validate(c)
       assert c.quantizer.name in ("vq", "fsq", "lfq", "bsq")
+
+
+def test_curve_resume_keeps_only_points_of_the_same_prior_and_sampler(tmp_path):
+  """experiments/*.py --resume (curves_lib.earlier_points, Sweep.drew): an earlier point is kept only when its prior,
+  its sample count and every sampler setting but the swept ones match; files written before points carried their
+  prior's workdir take it from their header."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import curves_lib  # pylint: disable=import-outside-toplevel
+  sweep = object.__new__(curves_lib.Sweep)  # no trained prior needed: drew() reads only these three
+  sweep.workdir, sweep.labels = "/runs/ar", np.zeros(10, np.int32)
+  sweep.config = config_lib.load_config(config_lib.prior_config_path("autoregressive", "tokenizer=/runs/tokenizer"))
+  point = dict(build.sampler_kwargs(sweep.settings()), workdir="/runs/ar", num_samples=10, seed=0)
+  swept = ("guidance_scale", "guidance_schedule")
+  assert sweep.drew(point, swept)
+  assert sweep.drew(dict(point, guidance_scale=9.0, guidance_schedule="linear"), swept)
+  assert not sweep.drew(dict(point, top_k=3), swept)
+  assert sweep.drew(dict(point, top_k=3), swept, top_k=3)
+  assert not sweep.drew(dict(point, num_samples=20), swept)
+  assert not sweep.drew(dict(point, workdir="/runs/other"), swept)
+  out = str(tmp_path / "curve")
+  with open(out + ".json", "w") as f:
+    json.dump({"prior": "/runs/ar", "points": [{k: v for k, v in point.items() if k != "workdir"}]}, f)
+  kept = curves_lib.earlier_points(argparse.Namespace(resume=True), out, lambda data, p: data["prior"])
+  assert kept == [point] and sweep.drew(kept[0], swept)
+  assert curves_lib.earlier_points(argparse.Namespace(resume=False), out, lambda data, p: data["prior"]) == []
 
 
 def test_optional_quantizer_arguments_are_overridable():
