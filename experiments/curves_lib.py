@@ -168,13 +168,19 @@ def train_prior(name: str, tokenizer: str, workdir: str, variant: str = "", seed
 
 
 def training_minutes(workdir: str) -> float | None:
-  """The training loop's own clock at its last logged step (metrics.jsonl `uptime`), in minutes: a run resumed
-  from a finished checkpoint reports its earlier training, not its re-evaluation. None when never logged."""
-  uptime = None
+  """The training loop's own clock (metrics.jsonl `uptime`), in minutes, summed over the segments of a resumed run
+  (each restarts the clock at 0): a run reused from a finished checkpoint reports its earlier training, not its
+  re-evaluation. None when never logged."""
+  total, last = 0.0, None
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     for line in f:
-      uptime = json.loads(line).get("uptime", uptime)
-  return None if uptime is None else uptime / 60
+      uptime = json.loads(line).get("uptime")
+      if uptime is None:
+        continue
+      if last is not None and uptime < last:  # a new segment: the resumed loop's clock started again
+        total += last
+      last = uptime
+  return None if last is None else (total + last) / 60
 
 
 def val_nll(r: dict) -> tuple[float, str]:

@@ -127,7 +127,7 @@ def test_codebook_scaling_grid_configs_are_valid():
 def test_curve_resume_keeps_only_points_of_the_same_prior_and_sampler(tmp_path):
   """experiments/*.py --resume (curves_lib.earlier_points, Sweep.drew): an earlier point is kept only when its prior,
   its sample count and every sampler setting but the swept ones match; files written before points carried their
-  prior's workdir take it from their header."""
+  prior's workdir take it from their header. A resumed run's training minutes add up its segments."""
   sys.path.insert(0, os.path.join(ROOT, "experiments"))
   import curves_lib  # pylint: disable=import-outside-toplevel
   sweep = object.__new__(curves_lib.Sweep)  # no trained prior needed: drew() reads only these three
@@ -147,6 +147,11 @@ def test_curve_resume_keeps_only_points_of_the_same_prior_and_sampler(tmp_path):
   kept = curves_lib.earlier_points(argparse.Namespace(resume=True), out, lambda data, p: data["prior"])
   assert kept == [point] and sweep.drew(kept[0], swept)
   assert curves_lib.earlier_points(argparse.Namespace(resume=False), out, lambda data, p: data["prior"]) == []
+  with open(tmp_path / "metrics.jsonl", "w") as f:  # a run stopped at 90 s and resumed for 60 s more
+    f.writelines(json.dumps(row) + "\n" for row in ({"step": 1, "uptime": 30.0}, {"step": 2, "loss": 1.0},
+                                                     {"step": 3, "uptime": 90.0}, {"step": 4, "uptime": 20.0},
+                                                     {"step": 5, "uptime": 60.0}, {"step": 6, "loss": 0.5}))
+  assert curves_lib.training_minutes(str(tmp_path)) == pytest.approx(2.5)
 
 
 def test_optional_quantizer_arguments_are_overridable():
