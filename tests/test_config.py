@@ -164,11 +164,12 @@ def test_optional_quantizer_arguments_are_overridable():
 
 def test_demo_prior_choices_name_their_config_files():
   """`make demo PRIOR=...` / experiments/prior_comparison.py: each family maps to a config file of that family, on
-  Fashion-MNIST's codes and on CIFAR-10's."""
+  Fashion-MNIST's codes and on CIFAR-10's, and takes the shared variants (PRIOR_VARIANTS)."""
   for dataset in ("fashion_mnist", "cifar10"):
     for name in config_lib.PRIOR_CONFIGS:
-      c = config_lib.load_config(config_lib.prior_config_path(name, "tokenizer=/tokenizer,steps=7", dataset))
-      assert (c.prior.name, c.tokenizer_workdir, c.train.steps) == (name, "/tokenizer", 7)
+      c = config_lib.load_config(config_lib.prior_config_path(name, "tokenizer=/tokenizer,steps=7,ema_decay=0.999",
+                                                              dataset))
+      assert (c.prior.name, c.tokenizer_workdir, c.train.steps, c.optimizer.ema_decay) == (name, "/tokenizer", 7, 0.999)
   with pytest.raises(ValueError, match="imagenet"):
     config_lib.prior_config_path("maskgit", dataset="imagenet")
 

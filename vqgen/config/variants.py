@@ -13,6 +13,7 @@ PRIOR_VARIANTS = {
     "steps": ("train.steps", int),
     "batch_size": ("data.batch_size", int),
     "learning_rate": ("optimizer.learning_rate", float),
+    "ema_decay": ("optimizer.ema_decay", float),
     "label_smoothing": ("prior.label_smoothing", float),
     "width": ("network.width", int),
     "depth": ("network.depth", int),
