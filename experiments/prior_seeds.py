@@ -74,8 +74,10 @@ def write(runs, out, args):
     ax.set_ylabel(label)
   lib.floor_lines(axes[0], first)
   axes[0].legend(fontsize=7)
-  lib.save(fig, out, f"{first['steps']} steps at batch {first['batch_size']}; grey: the seeds "
-                     f"{', '.join(map(str, rows[0]['seeds']))}")
+  seed_sets = sorted({tuple(r["seeds"]) for r in rows})
+  seeds = (f"the training seeds {', '.join(map(str, seed_sets[0]))}" if len(seed_sets) == 1
+           else "each family's training seeds (see the table)")
+  lib.save(fig, out, f"{first['steps']} steps at batch {first['batch_size']}; grey: {seeds}")
 
 
 def main(args):
