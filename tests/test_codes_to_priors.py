@@ -72,7 +72,7 @@ def tokenizer_run(tmp_path_factory, name):
   workdir = str(tmp_path_factory.mktemp(f"{name}_tokenizer"))
   assert run(tokenizer_config(name), workdir)["step"] == 2
   config, tokenizer, _ = prior_stage_module.load_run(workdir, TokenizerStage)
-  codes = codes_lib.cached_codes(workdir, config.data.train_split, tokenizer, config)  # the stages' cache hit
+  codes = codes_lib.cached_codes(config.data.train_split, tokenizer, config)  # the stages' cache hit
   decode = jax.jit(lambda tokens: jnp.clip(tokenizer.decode(tokens), 0.0, 1.0))
   return {"workdir": workdir, "tokenizer": tokenizer, "codes": codes["codes"], "decode": decode}
 

@@ -71,21 +71,21 @@ def test_prior_config_smoke(path, smoke_runs):
 
 def test_code_cache_is_reused_keyed_by_weights_and_survives_corruption(tokenizer_dir):
   config, tokenizer, _ = load_run(tokenizer_dir, TokenizerStage)
-  first = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  first = codes_lib.cached_codes("test", tokenizer, config)
   assert first["codes"].shape == (10000, 7, 7) and first["labels"].shape == (10000,)
   mtime = os.path.getmtime(first["path"])
-  again = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  again = codes_lib.cached_codes("test", tokenizer, config)
   assert again["path"] == first["path"] and os.path.getmtime(first["path"]) == mtime
   direct, labels = codes_lib.extract_codes(tokenizer, config, "test")
   np.testing.assert_array_equal(direct, first["codes"])
   # Other weights, other key.
   kernel = tokenizer.encoder.conv_out.kernel
   kernel[...] = kernel[...] * 1.5
-  assert codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)["path"] != first["path"]
+  assert codes_lib.cached_codes("test", tokenizer, config)["path"] != first["path"]
   kernel[...] = kernel[...] / 1.5
   with open(first["path"], "wb") as f:
     f.write(b"truncated")
-  repaired = codes_lib.cached_codes(tokenizer_dir, "test", tokenizer, config)
+  repaired = codes_lib.cached_codes("test", tokenizer, config)
   np.testing.assert_array_equal(repaired["codes"], direct)
 
 

@@ -8,15 +8,26 @@ lowers the console's bar.
 """
 
 import ast
+import errno
 import logging as std_logging
 import os
 import sys
 
 from absl import app, flags, logging
 
-from vqgen import config as config_lib
+from vqgen.errors import Refusal
 
 FLAGS = flags.FLAGS
+# Errors of the file system that a person fixes outside vqgen: one line with the fix, not a traceback.
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "The disk is full: free space (or choose a --workdir on another disk), then run the same command "
+                  "again to resume.",
+    errno.EDQUOT: "The disk quota is exhausted: free space, then run the same command again to resume.",
+    errno.EFBIG: "A file grew past the size this process may write (ulimit -f): raise the limit and run again.",
+    errno.EROFS: "That file system is read-only: choose a writable --workdir / --output.",
+    errno.EACCES: "This user may not write or read there: fix the permissions or choose another folder.",
+    errno.ENOTDIR: "A path that should be a folder is a file: choose another path.",
+}
 
 
 def log_to_file(directory: str, process: int | None = None) -> str:
@@ -72,7 +83,8 @@ def _parse_flags(argv):
 
 def start(main) -> None:
   """Runs `main()` after flag parsing (absl `app.run`), refusing stray positional arguments; a ConfigError (an
-  impossible setting, a changed config on resume, a corrupt config.json) ends it with its message alone."""
+  impossible setting, a changed config on resume, a corrupt config.json, a checkpoint of another model, a workdir in
+  use: any `vqgen.errors.Refusal`) ends it with its message alone."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (TensorBoard writer)
 
   def checked(argv):
@@ -82,7 +94,11 @@ def start(main) -> None:
       std_logging.getLogger().setLevel(std_logging.WARNING)  # until log_to_file opens the log (checks run first)
     try:
       main()
-    except config_lib.ConfigError as e:
+    except Refusal as e:
       fail(str(e))
+    except OSError as e:
+      if e.errno not in FILE_SYSTEM_ERRORS:
+        raise
+      fail(f"{e.strerror}: {e.filename or 'a file of the run'}. {FILE_SYSTEM_ERRORS[e.errno]}")
 
   app.run(checked, flags_parser=_parse_flags)

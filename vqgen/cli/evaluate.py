@@ -21,11 +21,12 @@ from absl import flags
 from vqgen.cli import console
 from vqgen.evaluation.inception import load_fid_inception
 from vqgen.evaluation.inception_layout import DEFAULT_PATH
-from vqgen.evaluation.samples import SampleError, check_samples, format_scores
+from vqgen.evaluation.samples import SampleError, check_samples, class_labels, format_scores
 from vqgen.evaluation.standard_metrics import (InceptionScorer, check_images, format_inception_scores,
                                                missing_weights_message, weights_sha256)
 from vqgen.stages import TokenizerStage, load_run
 from vqgen.stages.classifier import sample_scorer
+from vqgen.stages.generate import read_npz
 from vqgen.stages.inception_reference import (SplitImages, dataset_reference, file_reference, parse_reference,
                                               reconstruction_features)
 from vqgen.train import writers
@@ -67,13 +68,8 @@ def main():
   output = FLAGS.output or os.path.join(folder, "sample_metrics.json")
   if os.path.exists(output) and not FLAGS.overwrite:
     console.fail(f"{output} exists; pass --overwrite to replace it, or --output=<another file>.")
-  try:
-    with np.load(FLAGS.samples) as f:
-      images, labels = f["images"], f["labels"] if "labels" in f else None
-  except (OSError, ValueError, KeyError, EOFError) as e:
-    console.fail(f"{FLAGS.samples} is not a readable samples file with an `images` array ({type(e).__name__}: {e}).")
-  if labels is not None and labels.size and labels.min() == labels.max() >= 10:  # the null class:
-    labels = None  # unconditional samples
+  arrays = read_samples(FLAGS.samples, ("labels",))
+  images, labels = arrays["images"], class_labels(arrays.get("labels"))
   try:
     check_samples(images, labels)
   except SampleError as e:
@@ -99,13 +95,18 @@ def reference_split(spec: str) -> tuple[str, str] | None:
     console.fail(f"--reference: {e}")
 
 
+def read_samples(path: str, optional: tuple = ()) -> dict:
+  """A samples file's `images` (and the `optional` arrays it holds); a one-line failure when it cannot be read."""
+  try:
+    return read_npz(path, ("images",), optional)
+  except ValueError as e:
+    console.fail(f"--samples: {e} (a samples file holds `images` float32 NHWC in [0, 1] and `labels`: "
+                 "python -m vqgen.sample writes one).")
+
+
 def load_images(path: str) -> np.ndarray:
   """The samples' `images`, checked (float [N, H, W, 1 or 3] in [0, 1]); a readable one-line failure otherwise."""
-  try:
-    with np.load(path) as f:
-      images = f["images"]
-  except (OSError, ValueError, KeyError, EOFError) as e:
-    console.fail(f"{path} is not a readable samples file with an `images` array ({type(e).__name__}: {e}).")
+  images = read_samples(path)["images"]
   try:
     check_images(images)
   except SampleError as e:

@@ -18,7 +18,7 @@ from vqgen.cli import console
 from vqgen.evaluation.samples import format_scores
 from vqgen.stages import PriorStage, build, load_run
 from vqgen.stages.classifier import sample_scorer
-from vqgen.stages.generate import Generator, parse_labels, save_samples
+from vqgen.stages.generate import Generator, check_codes, parse_labels, read_npz, save_samples
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Workdir of a trained prior (python -m vqgen.main --config=configs/prior/...).")
@@ -29,8 +29,9 @@ flags.DEFINE_bool("overwrite", False, "Replace samples.npz / samples.png in the 
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_integer("batch_size", None, "Sampling batch size (default config.sampling.batch_size).",
                      lower_bound=1)
-flags.DEFINE_string("known", "", "Editing: an .npz whose `codes` [num_samples, *code shape] hold known codes and the "
-                    "codebook size where a code is to be sampled.")
+KNOWN = ("an .npz whose `codes` [num_samples, *code shape] hold known codes and the codebook size where a code is to "
+         "be sampled")
+flags.DEFINE_string("known", "", f"Editing: {KNOWN}.")
 flags.DEFINE_bool("metrics", False, "Score the samples (Frechet distance, precision/recall, class accuracy).")
 # Sampler settings: each overrides config.sampling.<name> of the run.
 SAMPLER_FLAGS = {"steps": flags.DEFINE_integer, "temperature": flags.DEFINE_float, "top_k": flags.DEFINE_integer,
@@ -45,12 +46,25 @@ for _name, _define in SAMPLER_FLAGS.items():
 flags.mark_flags_as_required(["workdir"])
 
 
+def read_known(codebook_size: int | None = None, shape: tuple | None = None, codes=None) -> np.ndarray:
+  """--known's `codes` (read from the file unless given), checked against the prior's codebook size and the
+  expected shape when given (generate.check_codes); a one-line failure naming the file, the offence and the fix."""
+  try:
+    if codes is None:
+      codes = read_npz(FLAGS.known, ("codes",))["codes"]
+    return check_codes(codes, codebook_size, shape)
+  except ValueError as e:
+    message = str(e) if codes is None else f"{FLAGS.known}: {e}"
+    console.fail(f"--known: {message} --known takes {KNOWN}; --num_samples sets how many.")
+
+
 def main():
   output = FLAGS.output or FLAGS.workdir
   existing = [name for name in ("samples.npz", "samples.png") if os.path.exists(os.path.join(output, name))]
   if existing and not FLAGS.overwrite:
     console.fail(f"{output} already holds {' and '.join(existing)} (those of training, without --output); pass "
                  "--output=<folder> for new ones, or --overwrite to replace them.")
+  known = read_known() if FLAGS.known else None  # what is wrong whatever the prior, before anything is written
   console.log_to_file(output)
   config, prior, stage = load_run(FLAGS.workdir, PriorStage)
   with config.unlocked():
@@ -65,14 +79,10 @@ def main():
     console.fail(str(e))
   if not num_classes:
     labels[:] = prior.network.vocab.null_label
-  known = None
-  if FLAGS.known:
-    with np.load(FLAGS.known) as f:
-      known = f["codes"]
-    if known.shape != (len(labels),) + tuple(stage.code_shape):
-      console.fail(f"--known: `codes` must be [{len(labels)}, {', '.join(map(str, stage.code_shape))}] "
-                   f"(--num_samples, the code shape), got {list(known.shape)} in {FLAGS.known}.")
-  generator = Generator(prior, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config))
+  if known is not None:
+    known = read_known(stage.codebook_size, (len(labels),) + tuple(stage.code_shape), known)
+  generator = Generator(prior, stage.tokenizer, stage.code_shape, build.sampler_kwargs(config),
+                        batch_setting="--batch_size")
   samples = generator(labels, jax.random.key(FLAGS.seed), min(FLAGS.batch_size or config.sampling.batch_size,
                                                               len(labels)), codes=known)
   save_samples(output, samples, num_classes)

@@ -5,7 +5,7 @@
 from absl import flags
 
 from vqgen.cli import console
-from vqgen.stages.classifier import MIN_ACCURACY, default_workdir, feature_classifier
+from vqgen.stages.classifier import MIN_ACCURACY, check_network_workdir, default_workdir, feature_classifier
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Where to train it (default: the cache, $VQGEN_CACHE_DIR or ~/.cache/vqgen).")
@@ -14,6 +14,7 @@ flags.DEFINE_string("data_dir", "", "Folder of the Fashion-MNIST IDX files (defa
 
 def main():
   workdir = FLAGS.workdir or default_workdir()
+  check_network_workdir(workdir)  # another run's folder is refused before its log is touched
   console.log_to_file(workdir)
   _, accuracy = feature_classifier(workdir, FLAGS.data_dir)
   print(f"Fashion-MNIST feature classifier in {workdir}: test accuracy {100 * accuracy:.2f}%", flush=True)

@@ -5,7 +5,8 @@ Config files use it as `from vqgen import config as config_lib`.
 This package turns nothing into modules: `vqgen/stages/` is the one place a config becomes constructor arguments.
 """
 
-from vqgen.config.files import PRIOR_CONFIGS, configs_dir, load_config, load_workdir_config, prior_config_path
+from vqgen.config.files import (PRIOR_CONFIGS, config_from_saved, configs_dir, load_config, load_workdir_config,
+                                prior_config_path)
 from vqgen.config.resume import MAY_CHANGE, check_resume
 from vqgen.config.schema import (COMPUTE_DTYPES, PRE_QUANT_NORMS, RECONSTRUCTION, STAGES, ConfigError,
                                  add_training_sections, classifier_config, optimizer_section,
@@ -16,7 +17,7 @@ from vqgen.config.recipes import (DATA_SOURCES_256, DATA_SOURCES_CIFAR10, check_
 from vqgen.config.validation import validate
 from vqgen.config.variants import PRIOR_VARIANTS, boolean, levels_from_string, parse_variant
 
-__all__ = ["COMPUTE_DTYPES", "DATA_SOURCES_256", "DATA_SOURCES_CIFAR10", "ConfigError", "MAY_CHANGE",
+__all__ = ["COMPUTE_DTYPES", "DATA_SOURCES_256", "DATA_SOURCES_CIFAR10", "ConfigError", "MAY_CHANGE", "config_from_saved",
            "PRE_QUANT_NORMS", "PRIOR_CONFIGS", "PRIOR_VARIANTS", "RECONSTRUCTION", "STAGES", "add_training_sections",
            "boolean", "check_cifar10_source", "check_imagenet_source", "check_resume", "classifier_config",
            "configs_dir", "levels_from_string", "load_config", "load_workdir_config", "optimizer_section",

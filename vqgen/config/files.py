@@ -52,12 +52,20 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: is {workdir!r} the workdir of a vqgen run?")
+  restore = "Restore it from a copy, or rewrite it from the config file the run was started with."
   try:
     with open(path) as f:
       saved = json.load(f)
   except ValueError as e:  # json.JSONDecodeError
-    raise ConfigError(f"{path} is not valid JSON ({e}): the file is truncated or corrupt. Restore it from a copy, "
-                      "or rewrite it from the config file the run was started with.") from e
+    raise ConfigError(f"{path} is not valid JSON ({e}): the file is truncated or corrupt. {restore}") from e
+  if not isinstance(saved, dict):
+    raise ConfigError(f"{path} holds {json.dumps(saved)[:60]}, not a run's config (a JSON object of sections, "
+                      f"with its `stage`): the file was overwritten. {restore}")
+  return config_from_saved(saved)
+
+
+def config_from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A saved config (config.json, or the copy a checkpoint carries) over today's defaults of its stage."""
   schema = SCHEMAS.get(saved.get("stage"))
   return ml_collections.ConfigDict(_over(schema().to_dict(), saved) if schema else saved)
 

@@ -6,13 +6,14 @@ their variant string and return the locked dict, so a flag override of a key tha
 
 import ml_collections
 
+from vqgen.errors import Refusal
 from vqgen.quantizers import COMPOSITES, QUANTIZERS, own_arguments
 
 STAGES = ("tokenizer", "prior", "classifier")
 CLASSIFIER_ARCHITECTURES = ("sample_metric", "perceptual")
 
 
-class ConfigError(ValueError):
+class ConfigError(Refusal):
   """A config that cannot run as it is; the message names the key and the fix (command lines print it alone)."""
 RECONSTRUCTION = ("l1", "l2")
 PERCEPTUAL_NETWORKS = ("fashion_mnist", "lpips_vgg16")

@@ -41,6 +41,7 @@ def _positive_ints(c, keys) -> None:
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid key and its allowed values."""
   _one_of(c, "stage", STAGES)
+  _check(isinstance(c.seed, int) and 0 <= c.seed < 2**63, "seed", c.seed, "must be an integer in [0, 2**63)")
   _positive_ints(c, ("data.batch_size", "data.eval_batch_size", "train.steps", "train.log_every",
                      "train.checkpoint_every", "train.keep_checkpoints"))
   _check(c.data.eval_limit >= 0, "data.eval_limit", c.data.eval_limit, "must be >= 0 (0 = whole split)")

@@ -23,7 +23,7 @@ from flax import nnx
 from vqgen.evaluation.inception_layout import (AVG_POOL, BLOCKS, BN_EPS, DEFAULT_PATH, FEATURE_DIM, INPUT_SIZE,
                                                MAX_POOL_S1, MAX_POOL_S2, MIXED, NUM_CLASSES, STEM, WEIGHTS_FILE,
                                                WEIGHTS_URL, Conv, block_convs, state_shapes)
-from vqgen.tokenizers.pth import load_pth
+from vqgen.tokenizers.pth import WeightsFileError, load_weights
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -142,26 +142,31 @@ class FIDInceptionV3(nnx.Module):
 def load_fid_inception(path: str = DEFAULT_PATH) -> FIDInceptionV3:
   """FIDInceptionV3 with the weights of a local file in the layout of pytorch-fid's pt_inception-2015-12-05 release
   (PyTorch names such as `Mixed_5b.branch1x1.bn.running_var`, conv weights [out, in, kh, kw], fc [1008, 2048]):
-  the .pth itself (read without PyTorch) or an .npz of the same names; `num_batches_tracked` and other extra
-  arrays are ignored. Raises FileNotFoundError for a missing file, ValueError naming a missing or misshapen array."""
+  the .pth itself (read without PyTorch; its name's SHA-256 prefix verified) or an .npz of the same names;
+  `num_batches_tracked` and other extra arrays are ignored. Raises FileNotFoundError for a missing file, and
+  WeightsFileError (one line: the file, the cause, the fix) for a truncated, damaged or crafted one and for a
+  missing or misshapen array."""
   full = os.path.expanduser(path)
   if not os.path.exists(full):
     raise FileNotFoundError(
         f"FID Inception weights file {path!r} does not exist. vqgen never downloads weights: download pytorch-fid's "
         f"{WEIGHTS_URL} yourself, put it e.g. at {DEFAULT_PATH}, and pass its location as `path` "
         "(load_fid_inception(path=...)).")
-  if full.endswith(".npz"):
-    with np.load(full) as f:
-      arrays = dict(f)
-  else:
-    arrays = load_pth(full)
-  shapes = state_shapes()
+  fix = (f"Fix: write the .npz again from pytorch-fid's {WEIGHTS_FILE} ({WEIGHTS_URL})." if full.endswith(".npz")
+         else f"Fix: download pytorch-fid's {WEIGHTS_FILE} again ({WEIGHTS_URL}).")
+  arrays = load_weights(full, fix)
+  shapes, weights = state_shapes(), {}
   for key, shape in shapes.items():   # all checked before anything is built
     if key not in arrays:
-      raise ValueError(f"{path}: no array {key!r} (expected shape {shape}); an FID Inception file has the "
-                       f"{len(shapes)} weights of pytorch-fid's {WEIGHTS_FILE} under their PyTorch names.")
+      raise WeightsFileError(f"{path}: no array {key!r} (expected shape {shape}); an FID Inception file has the "
+                             f"{len(shapes)} weights of pytorch-fid's {WEIGHTS_FILE} under their PyTorch names. {fix}")
     if np.shape(arrays[key]) != shape:
-      raise ValueError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch layout).")
+      raise WeightsFileError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch "
+                             f"layout). {fix}")
+    try:
+      weights[key] = np.asarray(arrays[key], np.float32)
+    except (TypeError, ValueError):
+      raise WeightsFileError(f"{path}: {key} holds {arrays[key].dtype}, not numbers. {fix}") from None
 
   net = nnx.eval_shape(lambda: FIDInceptionV3(rngs=nnx.Rngs(0)))
   _, state = nnx.split(net)
@@ -172,7 +177,7 @@ def load_fid_inception(path: str = DEFAULT_PATH) -> FIDInceptionV3:
     node = pure
     for part in module:
       node = node[part]
-    a = np.asarray(arrays[key], np.float32)
+    a = weights[key]
     if key == "fc.weight":
       node["kernel"] = jnp.asarray(a.T)
     elif module[-1] == "conv":

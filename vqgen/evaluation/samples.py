@@ -20,6 +20,7 @@ from vqgen.evaluation.frechet import feature_frechet_distance, precision_recall
 
 
 IMAGE_SHAPE = (28, 28, 1)  # what the classifier reads
+NUM_CLASSES = 10  # its classes; a samples file labels unconditional samples with the null class 10
 
 
 class SampleError(ValueError):
@@ -40,7 +41,7 @@ def check_images(images, hint: str = "better >= 1000") -> None:
     raise SampleError(f"image values span [{lo:.4g}, {hi:.4g}]; expected [0, 1] (pixels / 255).")
 
 
-def check_samples(images, labels=None, num_classes: int = 10) -> None:
+def check_samples(images, labels=None, num_classes: int = NUM_CLASSES) -> None:
   """Raises SampleError unless `images` are float [N >= 2, 28, 28, 1] in [0, 1] and `labels` (if given) N ints in
   [0, num_classes)."""
   images = np.asarray(images)
@@ -52,9 +53,22 @@ def check_samples(images, labels=None, num_classes: int = 10) -> None:
     if labels.shape != (len(images),):
       raise SampleError(f"{labels.size} labels of shape {list(labels.shape)} for {len(images)} images; expected one "
                         "label per image.")
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
-      raise SampleError(f"labels must be integers in [0, {num_classes}); got {labels.dtype} in "
-                        f"[{labels.min()}, {labels.max()}].")
+    if not np.issubdtype(labels.dtype, np.integer):
+      raise SampleError(f"labels are {labels.dtype}; expected integers in [0, {num_classes}).")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+      i = int(np.argmax(bad))
+      raise SampleError(f"label {labels[i]} (sample {i}; {int(bad.sum())} of {len(labels)} labels) is not a class: "
+                        f"labels must lie in [0, {num_classes}), or all be {num_classes} (the null class) for "
+                        "unconditional samples.")
+
+
+def class_labels(labels, num_classes: int = NUM_CLASSES):
+  """The labels to score class accuracy against: None when there are none, or when every label is the null class
+  `num_classes` (unconditional samples, generate.py's convention)."""
+  if labels is None or (np.size(labels) and np.all(np.asarray(labels) == num_classes)):
+    return None
+  return labels
 
 
 class SampleScorer:

@@ -4,8 +4,10 @@ generic trainer like any other stage, cached, and turned into a `SampleScorer`.
   python -m vqgen.cli.train_classifier          # 7 epochs (config.classifier_config), ~2.5 min on 2 CPU cores
 
 The cache is a workdir ($VQGEN_CACHE_DIR, default ~/.cache/vqgen, then classifier/fashion_mnist) with config.json,
-checkpoints and metrics.json holding the test accuracy. A cache that cannot be restored (corrupt, or another
-architecture) is trained again; an interrupted training resumes; delete the folder to retrain by hand.
+checkpoints and metrics.json holding the test accuracy, and the marker vqgen_cache.json that says the cache made it.
+A cache folder that cannot be restored (corrupt, or another architecture) is trained again; an interrupted training
+resumes; delete the folder to retrain by hand. A folder named by a flag that the cache did not make is only ever
+read: a classifier run there is used, anything else (a tokenizer run, a corrupt classifier) is refused unchanged.
 """
 
 import logging
@@ -20,13 +22,15 @@ from flax import nnx
 
 from vqgen import config as config_lib
 from vqgen import data as data_lib
+from vqgen.errors import Refusal
 from vqgen.evaluation.samples import SampleScorer
 from vqgen.stages import build
 from vqgen.stages.image_data import ImageStage
-from vqgen.stages.workdir import check, load_run
+from vqgen.stages.workdir import cache_dir, check, load_run
 from vqgen.tokenizers.perceptual_networks import FashionPerceptual
 from vqgen.train import sharding as sharding_lib
 from vqgen.train import writers
+from vqgen.train.lock import NAME as LOCK_NAME, WorkdirLock
 from vqgen.train.trainer import restore_model, train_and_evaluate
 
 MIN_ACCURACY = 0.91
@@ -34,8 +38,7 @@ MIN_ACCURACY = 0.91
 
 def default_workdir(kind: str = "classifier") -> str:
   """The cache workdir of a Fashion-MNIST network: kind 'classifier' (sample metrics) or 'perceptual' (the loss)."""
-  return os.path.join(os.environ.get("VQGEN_CACHE_DIR") or os.path.expanduser("~/.cache/vqgen"), kind,
-                      "fashion_mnist")
+  return os.path.join(cache_dir(), kind, "fashion_mnist")
 
 
 class ClassifierStage(ImageStage):
@@ -75,27 +78,69 @@ class ClassifierStage(ImageStage):
     return results
 
 
+CACHE_MARKER = "vqgen_cache.json"  # written into a folder the cache created: only such a folder is ever deleted
+
+
+def check_network_workdir(workdir: str, stage: str = "classifier", what: str = "feature classifier") -> bool:
+  """Whether `workdir` is the cache's own (True: it may be trained, and retrained when unusable) or a run of
+  `stage` that a user trained (False: used as it is, never changed). Anything else is refused (a Refusal naming
+  what the folder holds) before a file is written."""
+  if not os.path.exists(workdir) or (os.path.isdir(workdir) and not os.listdir(workdir)):
+    return True
+  if not os.path.isdir(workdir):
+    raise Refusal(f"{workdir} is a file, not a {what} workdir: name a folder (or leave the flag out to use the cache).")
+  if os.path.exists(os.path.join(workdir, CACHE_MARKER)):
+    return True
+  try:
+    held = config_lib.load_workdir_config(workdir).get("stage")
+  except (OSError, ValueError) as e:
+    held = f"no readable vqgen config ({type(e).__name__})"
+  if held == stage:
+    return False
+  raise Refusal(f"{workdir} does not hold a {what} (it holds {held!r}), and vqgen did not create it as a cache, so "
+                f"nothing in it was changed. Point the flag at a {stage} workdir, or at a new or empty folder to "
+                f"train the {what} there.")
+
+
 def cached_network(config, workdir: str, steps: int | None = None, what: str = "feature classifier"):
   """(model, test accuracy) of the classifier run `config`: restored from `workdir` when a run finished there, else
-  trained (or resumed) there first. `steps` shortens training and evaluates on one eval batch (tests)."""
-  metrics_path = os.path.join(workdir, "metrics.json")
-  if os.path.exists(metrics_path):
-    try:
-      _, model, _ = load_run(workdir, ClassifierStage)
-      return model, writers.read_json(metrics_path)["test_accuracy"]
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # a stale or corrupt cache is retrained
-      logging.warning("The %s in %s is not usable (%s); training it again.", what, workdir, e)
-      shutil.rmtree(workdir)
-  if steps:
-    config.train.steps = steps
-    config.train.log_every = config.train.checkpoint_every = min(steps, config.train.log_every)
-    config.data.eval_limit = config.data.eval_batch_size
-  config.lock()
-  check(config, workdir)
-  writers.say(f"Training the Fashion-MNIST {what} in {workdir} (once; it is cached) ...")
-  stage = ClassifierStage(config)
-  results = train_and_evaluate(config, workdir, stage)
-  return restore_model(config, workdir, stage), results["test_accuracy"]
+  trained (or resumed) there first. `steps` shortens training and evaluates on one eval batch (tests).
+
+  Only a folder the cache created itself (it holds CACHE_MARKER) is ever retrained from scratch when unusable; a
+  folder a user named is used as it is or refused, never changed."""
+  ours = check_network_workdir(workdir, config.stage, what)
+  os.makedirs(workdir, exist_ok=True)
+  with WorkdirLock(workdir).acquire(wait=True):  # one process trains a cache; the others wait, then load it
+    marker = os.path.join(workdir, CACHE_MARKER)
+    if ours and not os.path.exists(marker):
+      writers.write_json(marker, {"cache": what, "note": "created by vqgen's network cache; safe to delete"})
+    metrics_path = os.path.join(workdir, "metrics.json")
+    if os.path.exists(metrics_path):
+      try:  # exactly the step whose accuracy metrics.json reports (never an older one in its place)
+        metrics = writers.read_json(metrics_path)
+        _, model, _ = load_run(workdir, ClassifierStage, step=metrics["step"])
+        return model, metrics["test_accuracy"]
+      except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        if not ours:
+          raise Refusal(f"The {what} in {workdir} cannot be used ({type(e).__name__}: {str(e)[:300]}). It was "
+                        "not created by vqgen's cache, so nothing was changed: repair it, or point the flag at "
+                        "another workdir.") from e
+        writers.say(f"The cached {what} in {workdir} is not usable ({type(e).__name__}: {str(e)[:200]}); "
+                    "training it again.")
+        for name in os.listdir(workdir):  # the cache's own folder: everything but its marker and lock
+          if name not in (CACHE_MARKER, LOCK_NAME):
+            path = os.path.join(workdir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if steps:
+      config.train.steps = steps
+      config.train.log_every = config.train.checkpoint_every = min(steps, config.train.log_every)
+      config.data.eval_limit = config.data.eval_batch_size
+    config.lock()
+    check(config, workdir)
+    writers.say(f"Training the Fashion-MNIST {what} in {workdir} (once; it is cached) ...")
+    stage = ClassifierStage(config)
+    results = train_and_evaluate(config, workdir, stage)
+    return restore_model(config, workdir, stage), results["test_accuracy"]
 
 
 def feature_classifier(workdir: str | None = None, data_dir: str = "", steps: int | None = None):

@@ -1,11 +1,13 @@
-"""Stage-2 codes: the codes of whole splits under a frozen stage-1 tokenizer, extracted once and cached next to it.
+"""Stage-2 codes: the codes of whole splits under a frozen stage-1 tokenizer, extracted once and cached.
 
-Cache file: <tokenizer workdir>/codes/<split>[-flipped]-<key>.npz holding `codes` int32 [N, h, w(, levels)] and `labels`
+Cache file: <cache dir>/codes/<split>[-flipped]-<key>.npz (the cache dir: $VQGEN_CACHE_DIR, default ~/.cache/vqgen;
+never the tokenizer's workdir, which may be read-only or another person's) holding `codes` int32 [N, h, w(, levels)] and `labels`
 int32 [N]. The key hashes the tokenizer's trained weights (every array of the restored model, so a retrained or
 further-trained tokenizer never reuses stale codes) and the data (dataset name, split, image size, record count
 and a sample of the raw records); `-flipped` files hold the codes of the left-right mirrored images (the priors'
 flip augmentation, data.flip_codes). Files are written to a temporary name and renamed, so an interrupted
-extraction never leaves a partial cache behind.
+extraction never leaves a partial cache behind, and processes sharing the cache never see each other's half files.
+The key is content, so every prior over the same tokenizer weights and data shares one file.
 """
 
 import hashlib
@@ -18,14 +20,14 @@ import zipfile
 import jax
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from vqgen import data as data_lib
 from vqgen.stages.image_data import data_source
+from vqgen.stages.workdir import cache_dir
 from vqgen.train import writers
 
 
-def _weights_digest(model) -> str:
+def weights_digest(model) -> str:
   """SHA-256 of every array that decides the codes: the model's state but its random-number streams (a quantizer's
   k-means initialisation key and count, which encoding never uses)."""
   h = hashlib.sha256()
@@ -70,30 +72,26 @@ def _readable(path: str) -> bool:
     return False
 
 
-def cached_codes(tokenizer_workdir: str, split: str, tokenizer, config, flip: bool = False) -> dict:
-  """{'codes', 'labels'} of a split (its mirrored images with `flip`) under `tokenizer` (trained in
-  `tokenizer_workdir` with `config`), from the cache when present.
-
-  Process 0 extracts and writes; other processes wait for it and read the same file.
-  """
+def cached_codes(split: str, tokenizer, config, flip: bool = False) -> dict:
+  """{'codes', 'labels', 'path'} of a split (its mirrored images with `flip`) under `tokenizer` (trained with
+  `config`), from the cache when present. Each process reads its own cache (extracting when it has none), so the
+  cache need not be on a shared file system."""
   d = config.data
   source = data_source(d, split)
-  key = hashlib.sha256((_weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
+  key = hashlib.sha256((weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
   safe = re.sub(r"[^\w.%-]+", "_", split).strip("_")  # train[:512] -> train_512 (the key tells the slices apart)
   name = f"{safe}-flipped" if flip else safe
-  path = os.path.join(tokenizer_workdir, "codes", f"{name}-{key[:16]}.npz")
-  if jax.process_index() == 0 and os.path.exists(path) and not _readable(path):
-    logging.warning("Code cache %s is unreadable (interrupted write or corruption): extracting again.", path)
-    os.remove(path)
-  if jax.process_index() == 0 and not os.path.exists(path):
+  path = os.path.join(cache_dir(), "codes", f"{d.name}-{name}-{key[:16]}.npz")
+  if os.path.exists(path) and not _readable(path):
+    logging.warning("Code cache %s is unreadable (corruption): extracting again.", path)
+    os.remove(path)  # (a file of the cache's own, named by its content)
+  if not os.path.exists(path):
     what = f"{split} codes{' of the mirrored images' if flip else ''}"
-    writers.say(f"Extracting the {what} of {d.name} with the tokenizer in {tokenizer_workdir} ...")
+    writers.say(f"Extracting the {what} of {d.name} (once; cached in {os.path.dirname(path)}) ...")
     codes, labels = extract_codes(tokenizer, config, split, flip=flip)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp.npz"
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
     np.savez(tmp, codes=codes, labels=labels)
     os.replace(tmp, path)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"codes {name} {key[:16]}")
   with np.load(path) as f:
     return {"codes": f["codes"], "labels": f["labels"], "path": path}

@@ -14,8 +14,8 @@ def data_source(data, split: str):
 class ImageStage:
   """Base of TokenizerStage and ClassifierStage: config.data's split as per-process batches."""
 
-  def __init__(self, config):
-    self.config = config
+  def __init__(self, config, workdir: str | None = None):
+    self.config, self.workdir = config, workdir
 
   def train_dataset(self, batch_size: int, process_index: int, process_count: int):
     d = self.config.data

@@ -9,15 +9,32 @@ import numpy as np
 from flax import nnx
 
 from vqgen import data as data_lib
+from vqgen.errors import Refusal
 from vqgen.priors.heads import Vocabulary
 from vqgen.stages import build
 from vqgen.stages.classifier import sample_scorer
-from vqgen.stages.codes import cached_codes
+from vqgen.stages.codes import cached_codes, weights_digest
 from vqgen.stages.inception_reference import score_samples
 from vqgen.stages.generate import Generator, balanced_labels, save_samples
 from vqgen.stages.tokenizer import TokenizerStage
 from vqgen.stages.workdir import load_run
 from vqgen.train import sharding as sharding_lib, writers
+from vqgen.train.checkpoint import step_folders
+
+
+def _load_tokenizer(workdir: str, pin: dict | None) -> tuple:
+  """(config, tokenizer, step) of a tokenizer run: the pinned step when there is a pin (refused, naming both
+  identities, when the run no longer holds it), else the newest verified one."""
+  if pin is None:
+    config, (tokenizer, step), _ = load_run(workdir, TokenizerStage, with_step=True)
+    return config, tokenizer, step
+  steps = step_folders(os.path.join(workdir, "checkpoints"))
+  if pin["step"] not in steps:
+    raise Refusal(f"The tokenizer changed under this prior: it was trained on step {pin['step']} of {workdir} "
+                  f"(weights {pin['weights_sha256'][:16]}), which that run no longer holds (it holds steps {steps}). "
+                  "Restore the tokenizer run, or train a new prior (another --workdir) on the tokenizer as it is.")
+  config, (tokenizer, step), _ = load_run(workdir, TokenizerStage, step=pin["step"], with_step=True)
+  return config, tokenizer, step
 
 
 class ArraySource:
@@ -41,12 +58,40 @@ def bits_per_dim(bits_per_token: float, num_tokens: int, num_dims: int) -> float
   return bits_per_token * num_tokens / num_dims
 
 
+PIN = "tokenizer.json"  # in a prior's workdir: the tokenizer workdir, checkpoint step and weights it was trained on
+
+
+def read_pin(workdir: str | None) -> dict | None:
+  """The tokenizer identity a prior run recorded (None: no workdir, or a run from before pinning)."""
+  path = os.path.join(workdir, PIN) if workdir else None
+  if not path or not os.path.exists(path):
+    return None
+  try:
+    pin = writers.read_json(path)
+    if isinstance(pin, dict) and isinstance(pin.get("step"), int) and isinstance(pin.get("weights_sha256"), str):
+      return pin
+  except ValueError:
+    pass
+  raise Refusal(f"{path} is corrupt (it records which tokenizer checkpoint this prior was trained on). Restore it "
+                "from a copy; or, only if you know the tokenizer is unchanged, delete it to pin the newest one.")
+
+
 class PriorStage:
   NAME = "prior"
 
-  def __init__(self, config):
-    self.config = config
-    self.tokenizer_config, self.tokenizer, _ = load_run(config.tokenizer_workdir, TokenizerStage)
+  def __init__(self, config, workdir: str | None = None):
+    """The tokenizer comes from config.tokenizer_workdir: for a run with a pin (`workdir`/tokenizer.json) exactly
+    the recorded step, whose weights must be the recorded ones; else its newest verified checkpoint."""
+    self.config, self.workdir = config, workdir
+    self.pin = read_pin(workdir)
+    self.tokenizer_config, self.tokenizer, step = _load_tokenizer(config.tokenizer_workdir, self.pin)
+    self.tokenizer_identity = {"workdir": os.path.abspath(config.tokenizer_workdir), "step": step,
+                               "weights_sha256": weights_digest(self.tokenizer)}
+    if self.pin and self.pin["weights_sha256"] != self.tokenizer_identity["weights_sha256"]:
+      raise Refusal(f"The tokenizer changed under this prior: {workdir} was trained on step {self.pin['step']} of "
+                    f"{self.pin.get('workdir')} (weights {self.pin['weights_sha256'][:16]}), but that step now holds "
+                    f"weights {self.tokenizer_identity['weights_sha256'][:16]}. Restore the tokenizer run, or train a "
+                    "new prior (another --workdir) on the tokenizer as it is.")
     self.codebook_size = self.tokenizer.quantizer.codebook_size
     self.train_codes = self.codes(self.tokenizer_config.data.train_split)
     if config.data.flip_codes:  # the mirrored images' codes join the training set: 2N sequences an epoch
@@ -60,7 +105,7 @@ class PriorStage:
   def codes(self, split: str, flip: bool = False) -> dict:
     """Cached codes of a split (of its mirrored images with `flip`), checked against the vocabulary and the
     configured number of classes."""
-    codes = cached_codes(self.config.tokenizer_workdir, split, self.tokenizer, self.tokenizer_config, flip)
+    codes = cached_codes(split, self.tokenizer, self.tokenizer_config, flip)
     Vocabulary(self.codebook_size, self.config.prior.num_classes).check_codes(codes["codes"])
     num_classes = self.config.prior.num_classes
     if num_classes and int(codes["labels"].max()) >= num_classes:
@@ -68,7 +113,11 @@ class PriorStage:
     return codes
 
   def check_data(self) -> None:
-    self.codes(self.tokenizer_config.data.eval_split)  # extracted (and cached) before training, not after
+    """Extracts (and caches) the eval codes before training, not after; pins the tokenizer in a new run."""
+    self.codes(self.tokenizer_config.data.eval_split)
+    if self.workdir and self.pin is None and jax.process_index() == 0:
+      writers.write_json(os.path.join(self.workdir, PIN), self.tokenizer_identity)
+      self.pin = self.tokenizer_identity
 
   def build_model(self, rngs):
     return build.prior(self.config, self.codebook_size, self.code_shape, rngs)

@@ -45,8 +45,8 @@ class TokenizerStage(ImageStage):
   config.discriminator.optimizer); what the run hands on (`export`, `load_run`) is the Tokenizer alone."""
   NAME = "tokenizer"
 
-  def __init__(self, config):
-    super().__init__(config)
+  def __init__(self, config, workdir: str | None = None):
+    super().__init__(config, workdir)
     self._perceptual = None  # (graphdef, state) of the frozen perceptual network, loaded on first use
 
   def build_model(self, rngs):

@@ -20,8 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vqgen.tokenizers.pth import load_pth
+from vqgen.tokenizers.pth import WeightsFileError, load_weights
 
+LPIPS_FIX = ("Fix: download torchvision's vgg16-397923af.pth and LPIPS v0.1's vgg.pth again, or write the .npz of "
+             "both again (docs/perceptual.md).")
 # torchvision vgg16.features: conv layer indices (each followed by ReLU) and the taps LPIPS reads (after relu).
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 VGG16_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
@@ -75,7 +77,8 @@ def _torch_key(arrays: dict, index: int, what: str) -> str:
 
 def read_weight_files(paths: str) -> dict:
   """{PyTorch name: array} of one or more comma-separated local files, each a .npz or a PyTorch .pth/.pt
-  (read without PyTorch: tokenizers/pth.py); a later file's arrays replace an earlier one's of the same name."""
+  (read without PyTorch: tokenizers/pth.py); a later file's arrays replace an earlier one's of the same name.
+  A truncated, damaged or crafted file raises WeightsFileError (one line: the file, the cause, the fix)."""
   arrays = {}
   for path in [p.strip() for p in paths.split(",") if p.strip()]:
     if not os.path.exists(path):
@@ -83,18 +86,14 @@ def read_weight_files(paths: str) -> dict:
           f"Perceptual weights file {path!r} does not exist. vqgen never downloads weights: give torchvision's "
           "VGG16 .pth and LPIPS's v0.1 vgg.pth (comma-separated), or one .npz of both with their PyTorch names "
           "(docs/perceptual.md), or set config.loss.perceptual_network='fashion_mnist'.")
-    if path.endswith(".npz"):
-      with np.load(path) as f:
-        arrays.update(f)
-    else:
-      arrays.update(load_pth(path))
+    arrays.update(load_weights(path, LPIPS_FIX))
   return arrays
 
 
 def load_lpips_vgg16(path: str) -> VGG16LPIPS:
   """VGG16LPIPS with the weights of local files (`read_weight_files`: .npz or .pth, comma-separated), in the
-  PyTorch names and layouts (conv [out, in, kh, kw], lin [1, C, 1, 1]). Raises FileNotFoundError / ValueError
-  naming the file and the missing or misshapen array."""
+  PyTorch names and layouts (conv [out, in, kh, kw], lin [1, C, 1, 1]). Raises FileNotFoundError for a missing
+  file, WeightsFileError naming the file and the unreadable, missing or misshapen array."""
   arrays = read_weight_files(path)
   net = nnx.eval_shape(lambda: VGG16LPIPS(rngs=nnx.Rngs(0)))
   _, state = nnx.split(net)
@@ -102,12 +101,15 @@ def load_lpips_vgg16(path: str) -> VGG16LPIPS:
 
   def take(key, shape):
     if key not in arrays:
-      raise ValueError(f"{path}: no array {key!r}; a VGG16 LPIPS file needs features.<i>.weight/bias (or "
-                       f"net.slice<s>.<i>.*) for i in {VGG16_CONVS} and lin0..4.model.1.weight.")
-    a = np.asarray(arrays[key], np.float32)
-    if a.shape != shape:
-      raise ValueError(f"{path}: {key} has shape {a.shape}, expected {shape} (the PyTorch layout).")
-    return a
+      raise WeightsFileError(f"{path}: no array {key!r}; a VGG16 LPIPS file needs features.<i>.weight/bias (or "
+                             f"net.slice<s>.<i>.*) for i in {VGG16_CONVS} and lin0..4.model.1.weight. {LPIPS_FIX}")
+    if np.shape(arrays[key]) != shape:
+      raise WeightsFileError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch "
+                             f"layout). {LPIPS_FIX}")
+    try:
+      return np.asarray(arrays[key], np.float32)
+    except (TypeError, ValueError):
+      raise WeightsFileError(f"{path}: {key} holds {arrays[key].dtype}, not numbers. {LPIPS_FIX}") from None
 
   for i, (index, width) in enumerate(zip(VGG16_CONVS, VGG16_WIDTHS)):
     cin = 3 if i == 0 else VGG16_WIDTHS[i - 1]

@@ -5,15 +5,21 @@ are merged inside it from pure-dict states (see state.py). Randomness is `fold_i
 run draws the same numbers as an uninterrupted one.
 """
 
+import contextlib
+import functools
+import json
 import logging
 import os
+import signal
+import threading
 from typing import Callable, Protocol
 
 import jax
 from flax import nnx
 
+from vqgen.errors import Interrupted, Refusal
 from vqgen.train import sharding as sharding_lib
-from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
+from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings, saved_config
 from vqgen.train.optim import schedule_of
 from vqgen.train.state import TrainState, create_train_state, state_shardings
 from vqgen.train.step import StepContext, build_training, ema_decays, eval_params, model_and_optimizer
@@ -47,8 +53,32 @@ def save_config(config, workdir: str) -> None:
     writers.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
+class NonFiniteLossError(Refusal, FloatingPointError):
+  """The loss or a gradient became NaN/Inf: training stops at that step, nothing after it is saved."""
+
+
+@contextlib.contextmanager
+def stop_requests():
+  """The names of the SIGINT/SIGTERM signals received while inside (the loop checks between steps, saves and
+  stops); a second SIGINT interrupts at once. A no-op outside the main thread, where Python takes no signals."""
+  received = []
+  if threading.current_thread() is not threading.main_thread():
+    yield received
+    return
+  previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+  def handler(signum, frame):
+    del frame
+    received.append(signal.Signals(signum).name)
+    signal.signal(signal.SIGINT, previous[signal.SIGINT])  # a second Ctrl-C is not delayed
+
+  for sig in previous:
+    signal.signal(sig, handler)
+  try:
+    yield received
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
 
 
 def _check_finite(state: TrainState, ckpt: Checkpointer):
@@ -58,6 +88,27 @@ def _check_finite(state: TrainState, ckpt: Checkpointer):
         f"The loss or gradient became NaN/Inf at step {bad + 1}; training stopped there. The last good checkpoint "
         f"is step {ckpt.latest_step()} in {ckpt.directory} (nothing after the failure was saved). Lower "
         "config.optimizer.learning_rate, enable config.optimizer.grad_clip_norm, or check the data.")
+
+
+EVALUATION_KEYS = ("sampling", "evaluation", "data.eval_batch_size", "data.eval_limit")  # what metrics.json depends on
+
+
+def finished_results(config, workdir: str) -> dict:
+  """The metrics.json of a run that has finished (the same command again has nothing to do). Refused when the
+  command changes how it is evaluated: that would replace its samples and scores, which other commands make."""
+  path = os.path.join(workdir, "config.json")
+  found = saved_config(os.path.join(workdir, "checkpoints"))
+  saved = writers.read_json(path) if os.path.exists(path) else found[1] if found else {}
+  new = json.loads(config.to_json_best_effort())
+  pick = lambda c, key: functools.reduce(lambda node, k: node.get(k, {}) if isinstance(node, dict) else None,
+                                         key.split("."), c)
+  changed = [key for key in EVALUATION_KEYS if pick(saved, key) != pick(new, key)]
+  if changed:
+    raise Refusal(f"{workdir} holds a finished run; evaluating it again with other {', '.join(changed)} settings "
+                  "would replace its samples.npz and metrics.json. Sample it into another folder instead: python -m "
+                  f"vqgen.sample --workdir={workdir} --output=<folder> [--metrics] [sampler flags].")
+  writers.say(f"{workdir} has finished (step {config.train.steps}): its results are in metrics.json.")
+  return writers.read_json(os.path.join(workdir, "metrics.json"))
 
 
 def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
@@ -78,10 +129,15 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   restored, restored_step = ckpt.restore(abstract_with_shardings(state, shardings), data_iter, set_aside=True)
   if restored is not None:
     state = restored
+    if restored_step >= c.train.steps and os.path.exists(os.path.join(workdir, "metrics.json")):
+      ckpt.close()
+      return finished_results(config, workdir)
     writers.say(f"Resumed from checkpoint step {restored_step}.")
     writers.drop_rows_after(workdir, restored_step)  # the steps after it are trained (and logged) again
-  elif hasattr(stage, "initialize"):  # a fresh run's state from files (e.g. VQGAN-LC's frozen codebook)
-    state = jax.device_put(stage.initialize(state, spec), shardings)
+  else:
+    writers.drop_rows_after(workdir, 0)  # rows of a run killed before its first save are trained again
+    if hasattr(stage, "initialize"):  # a fresh run's state from files (e.g. VQGAN-LC's frozen codebook)
+      state = jax.device_put(stage.initialize(state, spec), shardings)
   save_config(config, workdir)
 
   writer = create_writer(workdir)
@@ -89,26 +145,37 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   progress = Progress(c.train.steps, first)
   actions = periodic_actions(c.train.steps, c.train.log_every, workdir, writer, c.train.profile)
   pending = []
+  config_json = json.loads(config.to_json_best_effort())  # each checkpoint carries the config that wrote it
   try:
-    for step in range(first + 1, c.train.steps + 1):
-      batch = sharding_lib.global_batch(next(data_iter), mesh)
-      state, metrics = training.step(state, batch, step_rng)
-      pending.append(metrics)
-      for action in actions:
-        action(step)
-      if step % c.train.log_every == 0 or step == c.train.steps:
-        _check_finite(state, ckpt)
-        summary = jax.tree.map(lambda *xs: sum(float(x) for x in xs) / len(xs), *jax.device_get(pending))
-        for name, schedule in schedules.items():
-          summary["learning_rate" if len(schedules) == 1 else f"learning_rate/{name}"] = float(schedule(step))
-        progress(step, summary)
-        writer.write_scalars(step, summary)
-        pending = []
-      if step % c.train.checkpoint_every == 0 or step == c.train.steps:
-        _check_finite(state, ckpt)
-        ckpt.save(step, state, data_iter)
-  finally:
-    ckpt.wait()  # an interrupted run still finishes writing the checkpoints it started
+    with stop_requests() as stop:
+      for step in range(first + 1, c.train.steps + 1):
+        batch = sharding_lib.global_batch(next(data_iter), mesh)
+        state, metrics = training.step(state, batch, step_rng)
+        ckpt.check()  # a failed save stops the run here, not one checkpoint interval later
+        pending.append(metrics)
+        for action in actions:
+          action(step)
+        if step % c.train.log_every == 0 or step == c.train.steps:
+          _check_finite(state, ckpt)
+          summary = jax.tree.map(lambda *xs: sum(float(x) for x in xs) / len(xs), *jax.device_get(pending))
+          for name, schedule in schedules.items():
+            summary["learning_rate" if len(schedules) == 1 else f"learning_rate/{name}"] = float(schedule(step))
+          progress(step, summary)
+          writer.write_scalars(step, summary)
+          pending = []
+        if step % c.train.checkpoint_every == 0 or step == c.train.steps or stop:
+          _check_finite(state, ckpt)
+          ckpt.save(step, state, data_iter, config_json)
+        if stop and step < c.train.steps:
+          ckpt.wait()
+          writer.flush()
+          raise Interrupted(f"Stopped by {stop[0]} after step {step}, which is saved in {ckpt.directory}; run the "
+                            "same command to resume.")
+  except BaseException:
+    with contextlib.suppress(Refusal):  # (the error being raised says what went wrong)
+      ckpt.wait()  # an interrupted run still finishes writing the checkpoint it started
+    raise
+  ckpt.wait()
 
   params = training.eval_params(state)
   writers.say(f"Evaluating the model of step {int(jax.device_get(state.step))} ...")
@@ -124,15 +191,22 @@ def export(stage, model: nnx.Module) -> nnx.Module:
   return stage.export(model) if hasattr(stage, "export") else model
 
 
-def restore_model(config, workdir: str, stage: Stage, mesh=None) -> nnx.Module:
-  """The trained model of a workdir (EMA parameters where kept, exported), from its newest readable checkpoint."""
+def restore_model(config, workdir: str, stage: Stage, mesh=None, step: int | None = None, with_step: bool = False):
+  """The trained model of a workdir (EMA parameters where kept, exported), from its newest verified checkpoint or
+  exactly `step`; (model, step) `with_step`. Reads only: the workdir may be read-only."""
   mesh = mesh or sharding_lib.make_mesh(devices=jax.devices()[:1])
   spec, groups, group_of, tx = model_and_optimizer(config, stage, mesh)
   abstract = jax.eval_shape(
       lambda: create_train_state(spec, tx, jax.random.key(0), tuple(ema_decays(groups, group_of)))[0])
-  ckpt = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"))
-  state, step = ckpt.restore(abstract_with_shardings(abstract, state_shardings(spec, abstract)))
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise Refusal(f"No checkpoint in {workdir}: the run has not saved a step yet. Train it first "
+                  f"(python -m vqgen.main --config=... --workdir={workdir}).")
+  ckpt = Checkpointer(directory, read_only=True)
+  state, step = ckpt.restore(abstract_with_shardings(abstract, state_shardings(spec, abstract)), step=step)
   ckpt.close()
   if state is None:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints: train first (python -m vqgen.main ...).")
-  return export(stage, spec.merge(eval_params(state), state.rest))
+    raise Refusal(f"No checkpoint in {workdir}/checkpoints: the run has not saved a step yet. Train it first "
+                  f"(python -m vqgen.main --config=... --workdir={workdir}).")
+  model = export(stage, spec.merge(eval_params(state), state.rest))
+  return (model, step) if with_step else model

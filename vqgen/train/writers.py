@@ -14,15 +14,27 @@ import jax
 import numpy as np
 
 
+def _ends_line(path: str) -> bool:
+  """Whether a file is empty or ends with a line end."""
+  with open(path, "rb") as f:
+    if f.seek(0, os.SEEK_END) == 0:
+      return True
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b"\n"
+
+
 class JsonlWriter:
   """Appends {'step': s, name: value, ...} lines to a file; a minimal clu-compatible writer."""
 
   def __init__(self, path: str):
     self.path = path
+    # A line torn by a killed run keeps a line of its own: the first row starts a new line after it.
+    self.separator = "\n" if os.path.isfile(path) and not _ends_line(path) else ""
 
   def write_scalars(self, step: int, scalars: dict):
     with open(self.path, "a") as f:
-      f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+      f.write(self.separator + json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+    self.separator = ""
 
   def write_images(self, step, images):
     del step, images
@@ -116,23 +128,53 @@ def write_json(path: str, obj) -> None:
   write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
-def _row_step(line: str) -> float:
-  """A metrics.jsonl row's step; inf for a torn or empty line (dropped)."""
+def _row(line: str) -> dict | None:
+  """A metrics.jsonl row ({"step": <int>, ...}), or None for a garbled or incomplete line."""
   try:
-    return json.loads(line)["step"]
-  except (ValueError, KeyError, TypeError):
-    return float("inf")
+    row = json.loads(line)
+  except ValueError:
+    return None
+  step = row.get("step") if isinstance(row, dict) else None
+  return row if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _warn_row(path: str, number: int, line: str, what: str) -> None:
+  logging.warning("%s:%d is not a metrics row (%r): %s.", path, number, line.rstrip("\n")[:80], what)
+
+
+def read_rows(path: str) -> list[dict]:
+  """The rows of a metrics.jsonl; a garbled or incomplete line is skipped with a warning naming its line."""
+  rows = []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      row = _row(line)
+      if row is None:
+        _warn_row(path, number, line, "skipped")
+      else:
+        rows.append(row)
+  return rows
 
 
 def drop_rows_after(workdir: str, step: int) -> None:
-  """Removes the metrics.jsonl rows of steps after `step` (a resumed run logs them again)."""
+  """Removes the metrics.jsonl rows of steps after `step` (a resumed run logs them again). A garbled or incomplete
+  line is kept as it is (readers skip it), with a warning; only a torn last line (a write the kill interrupted, no
+  line end) is dropped, with a warning."""
   path = os.path.join(workdir, "metrics.jsonl")
   if jax.process_index() != 0 or not os.path.exists(path):
     return
   with open(path) as f:
     lines = f.readlines()
-  keep = [line for line in lines if _row_step(line) <= step]
-  if len(keep) != len(lines):
+  keep = []
+  for number, line in enumerate(lines, 1):
+    row = _row(line)
+    if row is None and number == len(lines) and not line.endswith("\n"):
+      _warn_row(path, number, line, "a torn last line (an interrupted write), dropped")
+    elif row is None:
+      _warn_row(path, number, line, "kept as it is; readers skip it")
+      keep.append(line)
+    elif row["step"] <= step:
+      keep.append(line if line.endswith("\n") else line + "\n")
+  if keep != lines:
     write_text(path, "".join(keep))
 
 
