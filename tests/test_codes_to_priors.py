@@ -58,10 +58,11 @@ def restore_each_tokenizer_once():
   share three runs: each run is restored once (by the real `load_run`) and handed to every stage over it."""
   restored = {}
 
-  def load_once(workdir, stage_class):
-    if (workdir, stage_class) not in restored:
-      restored[workdir, stage_class] = load_run(workdir, stage_class)
-    return restored[workdir, stage_class]
+  def load_once(workdir, stage_class, **kwargs):
+    key = (workdir, stage_class, tuple(sorted(kwargs.items())))
+    if key not in restored:
+      restored[key] = load_run(workdir, stage_class, **kwargs)
+    return restored[key]
 
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(prior_stage_module, "load_run", load_once)

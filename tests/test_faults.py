@@ -5,6 +5,7 @@ changed. docs/promises.md lists these tests as the project's promises (test_prom
 Each test's docstring is its promise.
 """
 
+import glob
 import gzip
 import hashlib
 import json
@@ -219,11 +220,14 @@ def test_sample_count_must_be_positive(tmp_path):
 
 
 def test_promises_page_lists_every_fault():
-  """docs/promises.md names every test of this catalogue, and nothing else."""
+  """docs/promises.md names every test of this catalogue and of tests/reliability/, and nothing else."""
   with open(os.path.join(ROOT, "docs", "promises.md")) as f:
     page = f.read()
-  with open(__file__) as f:
-    tests = set(re.findall(r"^def (test_\w+)", f.read(), re.M)) - {"test_promises_page_lists_every_fault"}
+  tests = set()
+  for path in [__file__, *sorted(glob.glob(os.path.join(ROOT, "tests", "reliability", "test_*.py")))]:
+    with open(path) as f:
+      tests |= set(re.findall(r"^def (test_\w+)", f.read(), re.M))
+  tests -= {"test_promises_page_lists_every_fault"}
   assert set(re.findall(r"`(test_\w+)`", page)) - {"test_promises_page_lists_every_fault"} == tests
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import tiny_config
 from test_config import CONFIG_FILES, ROOT, load
+from vqgen.errors import Refusal
 from vqgen.evaluation.samples import format_scores
 from vqgen.stages import PriorStage, TokenizerStage, build, codes as codes_lib, load_run, run
 from vqgen.stages.classifier import feature_classifier, sample_scorer
@@ -91,8 +92,9 @@ def test_code_cache_is_reused_keyed_by_weights_and_survives_corruption(tokenizer
 
 def test_prior_needs_a_trained_tokenizer(tmp_path):
   config = prior_config(PRIOR_CONFIGS[0], str(tmp_path / "missing"))
-  with pytest.raises(FileNotFoundError, match="config.json"):
+  with pytest.raises(Refusal, match="missing does not exist"):
     run(config, str(tmp_path / "prior"))
+  assert not os.path.exists(tmp_path / "prior" / "checkpoints")
 
 
 def test_sample_cli_writes_samples_and_reports_nfe(smoke_runs, tmp_path):

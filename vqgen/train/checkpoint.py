@@ -150,9 +150,15 @@ def _mismatches(saved, abstract) -> list[str]:
   out = [f"{k}: only in the checkpoint {tuple(a[k].shape)}" for k in sorted(set(a) - set(b))]
   out += [f"{k}: not in the checkpoint (model has {tuple(b[k].shape)})" for k in sorted(set(b) - set(a))]
   out += [f"{k}: {tuple(a[k].shape)} {a[k].dtype} in the checkpoint, {tuple(b[k].shape)} {b[k].dtype} now"
-          for k in sorted(set(a) & set(b))
-          if tuple(a[k].shape) != tuple(b[k].shape) or str(a[k].dtype) != str(b[k].dtype)]
+          for k in sorted(set(a) & set(b)) if not _fits(a[k], b[k])]
   return out
+
+
+def _fits(saved, wanted) -> bool:
+  """Whether a saved array's metadata fits an abstract array (a typed PRNG key is saved as its raw key data)."""
+  if jax.dtypes.issubdtype(wanted.dtype, jax.dtypes.prng_key):
+    return tuple(saved.shape[:len(wanted.shape)]) == tuple(wanted.shape)
+  return tuple(saved.shape) == tuple(wanted.shape) and str(saved.dtype) == str(wanted.dtype)
 
 
 class Checkpointer:
