@@ -23,3 +23,7 @@ class SaveFailed(Refusal):
 
 class Interrupted(Refusal):
   """A run stopped by SIGINT or SIGTERM after saving its current step."""
+
+
+class MissingInput(Refusal, FileNotFoundError):
+  """A file or folder a command needs (data, weights, a run) that is not there; still a FileNotFoundError."""

@@ -27,7 +27,7 @@ from test_faults import ROOT, cli, params, snapshot as _snapshot
 from vqgen import stages
 from vqgen.errors import IncompatibleCheckpoint, Refusal, RunInUse, SaveFailed
 from vqgen.stages import PriorStage, run
-from vqgen.stages.classifier import perceptual_network
+from vqgen.stages.classifier import CACHE_MARKER, feature_classifier, perceptual_network
 from vqgen.train import checkpoint as checkpoint_lib
 from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings
 from vqgen.train.lock import WorkdirLock
@@ -79,6 +79,32 @@ def test_a_network_cache_never_deletes_a_folder_it_did_not_make(tokenizer_copy):
   assert snapshot(tokenizer_copy) == before
 
 
+def test_a_corrupt_classifier_cache_is_retrained_but_a_named_classifier_is_refused(tmp_path, capsys):
+  """The sample metrics' classifier restores exactly the step its metrics.json reports: when that step fails its
+  digest, the cache's own folder is trained again (never an older step scoring in its place), while the same
+  damage in a classifier workdir a user named is refused with the folder unchanged."""
+  cache = tmp_path / "cache"
+  feature_classifier(str(cache), steps=2)
+  named = tmp_path / "named"
+  shutil.copytree(cache, named, ignore=shutil.ignore_patterns(CACHE_MARKER))
+  for folder in (cache, named):
+    flip_largest_file(folder / "checkpoints" / "2" / "state")
+  before = snapshot(named)
+  with pytest.raises(Refusal, match="cannot be used .* not created by vqgen's cache, so nothing was changed"):
+    feature_classifier(str(named), steps=2)
+  assert snapshot(named) == before
+  feature_classifier(str(cache), steps=2)
+  assert "is not usable" in capsys.readouterr().out and (cache / CACHE_MARKER).exists()
+  assert checkpoint_lib.verify_step(str(cache / "checkpoints" / "2")) is None
+
+
+def flip_largest_file(folder):
+  largest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  data = bytearray(largest.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  largest.write_bytes(bytes(data))
+
+
 def test_a_checkpoint_of_another_model_is_refused_and_nothing_moves(tmp_path):
   """A verified checkpoint whose arrays do not fit the model (another config) is incompatible, not corrupt: the
   restore names the arrays that differ and moves nothing."""
@@ -120,10 +146,7 @@ def test_every_step_on_disk_has_its_digest_the_moment_it_appears(tmp_path):
   assert (folder / f"{checkpoint_lib.DIGEST}.process_0.json").exists()  # no window without it
   ckpt.wait()
   assert checkpoint_lib.verify_step(str(folder)) is None
-  largest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-  data = bytearray(largest.read_bytes())
-  data[len(data) // 2] ^= 0xFF
-  largest.write_bytes(bytes(data))
+  flip_largest_file(folder)
   assert "changed since the save" in checkpoint_lib.verify_step(str(folder))
   with pytest.raises(Refusal, match="No checkpoint .* can be used"):
     ckpt.restore(abstract_with_shardings(state, jax.tree.map(lambda x: x.sharding, state)))
@@ -134,18 +157,27 @@ def test_every_step_on_disk_has_its_digest_the_moment_it_appears(tmp_path):
 
 @pytest.fixture(scope="module")
 def prior(tokenizer, tmp_path_factory):
-  """A tiny MaskGIT prior over a copy of the module's tokenizer (the copy is this fixture's to change)."""
+  """A tiny MaskGIT prior over a copy of the module's tokenizer (the copy is this fixture's to change), and the
+  tokenizer's files before and after the prior trained."""
   root = tmp_path_factory.mktemp("pinned")
   shutil.copytree(tokenizer, root / "tok")
+  before = snapshot(root / "tok")
   run(prior_config(root / "tok"), str(root / "prior"))
-  return root / "tok", root / "prior"
+  return root / "tok", root / "prior", (before, snapshot(root / "tok"))
+
+
+def test_a_prior_writes_nothing_into_its_tokenizer_workdir(prior):
+  """Training a prior leaves its tokenizer's workdir byte for byte (codes are cached in $VQGEN_CACHE_DIR, the
+  tokenizer restored read-only), so a prior can train over a read-only or shared tokenizer run."""
+  before, after = prior[2]
+  assert after == before
 
 
 def test_a_prior_records_its_tokenizer_and_finished_runs_are_not_redone(prior, capsys):
   """A prior run records its tokenizer's workdir, step and weights digest (tokenizer.json); the same command on the
   finished run has nothing to do and returns its metrics; with other sampling settings it is refused (it would
   replace samples.npz and metrics.json), and the workdir stays byte for byte."""
-  tok, workdir = prior
+  tok, workdir, _ = prior
   pin = json_read(workdir / "tokenizer.json")
   assert pin["step"] == 4 and len(pin["weights_sha256"]) == 64 and pin["workdir"] == str(tok)
   before = snapshot(workdir)
@@ -164,7 +196,7 @@ def json_read(path):
 def test_a_prior_refuses_a_tokenizer_that_changed_under_it(prior, tmp_path):
   """A tokenizer trained further (its pinned step rotated out) or whose pinned step's weights changed makes the
   prior's resume and `vqgen.sample` refuse, naming both identities; neither workdir changes."""
-  tok, workdir = prior
+  tok, workdir, _ = prior
   moved = tmp_path / "tok"
   shutil.copytree(tok, moved)
   pin = json_read(workdir / "tokenizer.json")
@@ -283,3 +315,11 @@ def test_a_workdir_that_cannot_be_a_folder_is_one_line(where, tmp_path):
   result = cli("vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}")
   assert result.returncode == 2 and "Traceback" not in result.stderr and "is a file" in result.stderr
   assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_missing_data_is_one_line(tmp_path):
+  """A data folder that does not exist is one line naming it and how to install the data (exit 2)."""
+  result = cli("vqgen.main", "--config=configs/demo.py", f"--workdir={tmp_path / 'run'}",
+               f"--config.data.data_dir={tmp_path / 'nowhere'}")
+  assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+  assert "does not exist" in result.stderr and "dataset-fashion-mnist" in result.stderr

@@ -6,6 +6,8 @@ import pathlib
 
 import numpy as np
 
+from vqgen.errors import MissingInput, Refusal
+
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "VQGEN_FASHION_MNIST_DIR"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -23,15 +25,15 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
     with opener(path, "rb") as f:
       data = f.read()
   except (EOFError, gzip.BadGzipFile, OSError) as e:
-    raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}): the file is truncated or corrupt. "
+    raise Refusal(f"{path} cannot be read ({type(e).__name__}: {e}): the file is truncated or corrupt. "
                      "Reinstall the data (`apt-get install --reinstall dataset-fashion-mnist`).") from e
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-    raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic {data[:4]!r}).")
+    raise Refusal(f"{path} is not an unsigned-byte IDX file (bad magic {data[:4]!r}).")
   ndim = data[3]
   dims = np.frombuffer(data, ">u4", count=ndim, offset=4).astype(int)
   expected = 4 + 4 * ndim + int(np.prod(dims))
   if len(data) != expected:
-    raise ValueError(f"{path} is truncated or corrupt: {len(data)} bytes, expected {expected} for dims "
+    raise Refusal(f"{path} is truncated or corrupt: {len(data)} bytes, expected {expected} for dims "
                      f"{tuple(dims)}. Reinstall the data (`apt-get install --reinstall dataset-fashion-mnist`).")
   return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
@@ -40,7 +42,7 @@ def _find(directory: pathlib.Path, stem: str) -> pathlib.Path:
   for name in (stem + ".gz", stem):
     if (directory / name).exists():
       return directory / name
-  raise FileNotFoundError(f"Fashion-MNIST file {stem}(.gz) not found in {directory}. {_INSTALL_HINT}")
+  raise MissingInput(f"Fashion-MNIST file {stem}(.gz) not found in {directory}. {_INSTALL_HINT}")
 
 
 class FashionMNIST:
@@ -48,15 +50,15 @@ class FashionMNIST:
 
   def __init__(self, split: str = "train", data_dir: str | None = None):
     if split not in _FILES:
-      raise ValueError(f"Fashion-MNIST split must be one of {sorted(_FILES)}, got {split!r}.")
+      raise Refusal(f"Fashion-MNIST split must be one of {sorted(_FILES)}, got {split!r}.")
     directory = pathlib.Path(data_dir or os.environ.get(ENV_VAR) or DEFAULT_DIR)
     if not directory.is_dir():
-      raise FileNotFoundError(f"Fashion-MNIST folder {directory} does not exist. {_INSTALL_HINT}")
+      raise MissingInput(f"Fashion-MNIST folder {directory} does not exist. {_INSTALL_HINT}")
     images_file, labels_file = _FILES[split]
     self.images = read_idx(_find(directory, images_file))[..., None]
     self.labels = read_idx(_find(directory, labels_file)).astype(np.int32)
     if len(self.images) != len(self.labels):
-      raise ValueError(f"{directory}: {len(self.images)} images but {len(self.labels)} labels in '{split}'.")
+      raise Refusal(f"{directory}: {len(self.images)} images but {len(self.labels)} labels in '{split}'.")
     self.split = split
 
   def __len__(self) -> int:

@@ -8,6 +8,7 @@ from vqgen.data.fashion_mnist import FashionMNIST
 from vqgen.data.splits import sliced
 from vqgen.data.synthetic import SyntheticImages
 from vqgen.data.tfds_source import TFDSSource
+from vqgen.errors import Refusal
 
 
 def make_source(name: str, split: str, data_dir: str | None = None, *, image_size: int | None = None,
@@ -19,7 +20,7 @@ def make_source(name: str, split: str, data_dir: str | None = None, *, image_siz
     return sliced(lambda s: FashionMNIST(s, data_dir or None), split)
   if name == "synthetic":
     if image_size is None or channels is None:
-      raise ValueError("The synthetic source needs image_size and channels (config.data).")
+      raise Refusal("The synthetic source needs image_size and channels (config.data).")
     return sliced(lambda s: SyntheticImages(s, image_size=image_size, channels=channels), split)
   return TFDSSource(name, split, data_dir or None)
 
@@ -77,7 +78,7 @@ def train_dataset(source, *, batch_size: int, seed: int, image_size: int | None,
   epoch from `seed`. Iterate with `iter(ds)`; the iterator's state (get_state/set_state) is what checkpoints save.
   """
   if len(source) < process_count * batch_size:
-    raise ValueError(f"The data source has {len(source)} records, fewer than one global batch "
+    raise Refusal(f"The data source has {len(source)} records, fewer than one global batch "
                      f"({process_count} x {batch_size}).")
   ds = grain.MapDataset.source(source)[process_index::process_count]
   ds = ds.shuffle(seed=seed).repeat(None)
@@ -86,7 +87,7 @@ def train_dataset(source, *, batch_size: int, seed: int, image_size: int | None,
   ds = ds.batch(batch_size, drop_remainder=True)
   if random_flip:
     if image_size is None:
-      raise ValueError("random_flip applies to images: it needs image_size.")
+      raise Refusal("random_flip applies to images: it needs image_size.")
     ds = ds.random_map(_RandomFlip(), seed=int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0]))
   if image_size is not None:
     ds = ds.map(to_float)

@@ -7,6 +7,8 @@ small code sets of the tests.
 
 import re
 
+from vqgen.errors import Refusal
+
 _SLICE = re.compile(r"^(?P<name>[\w-]+)\[(?P<start>-?\d*)(?P<start_pct>%?):(?P<stop>-?\d*)(?P<stop_pct>%?)\]$")
 
 
@@ -16,7 +18,7 @@ def parse_split(split: str) -> tuple[str, slice | None]:
     return split, None
   m = _SLICE.match(split)
   if not m:
-    raise ValueError(f"Split {split!r}: expected NAME or NAME[START:STOP] with integers or percentages, e.g. "
+    raise Refusal(f"Split {split!r}: expected NAME or NAME[START:STOP] with integers or percentages, e.g. "
                      "'train[:512]', 'test[100:200]', 'train[:10%]' (TFDS's slicing syntax).")
   bound = lambda v, pct: None if v in ("", "-") else (("pct", int(v)) if pct else int(v))
   return m["name"], slice(bound(m["start"], m["start_pct"]), bound(m["stop"], m["stop_pct"]))
@@ -36,7 +38,7 @@ class SlicedSource:
     self.source, self.split = source, split
     self.range = range(n)[slice(_index(window.start, n), _index(window.stop, n))]
     if not self.range:
-      raise ValueError(f"Split {split!r} selects no record of the {n} in {source!r}.")
+      raise Refusal(f"Split {split!r} selects no record of the {n} in {source!r}.")
 
   def __len__(self) -> int:
     return len(self.range)

@@ -11,6 +11,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from vqgen.errors import Refusal
+
 SPLIT_SIZES = {"train": 10_000}  # every other split name has EVAL_SIZE records
 EVAL_SIZE = 1_000
 NUM_CLASSES = 1_000              # labels cycle through ImageNet's number of classes
@@ -21,7 +23,7 @@ class SyntheticImages:
 
   def __init__(self, split: str, *, image_size: int, channels: int, grid: int = 8):
     if image_size < 1 or channels not in (1, 3) or grid < 1:
-      raise ValueError(f"Synthetic images need image_size >= 1, channels 1 or 3 and grid >= 1, got "
+      raise Refusal(f"Synthetic images need image_size >= 1, channels 1 or 3 and grid >= 1, got "
                        f"image_size={image_size}, channels={channels}, grid={grid}.")
     self.split, self.image_size, self.channels, self.grid = split, image_size, channels, grid
     self._seed = zlib.crc32(split.encode())  # a split's records differ from every other split's

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from vqgen.errors import MissingInput
+
 
 class TFDSSource:
   """Wraps `tfds.data_source(name, split)` into {'image': uint8 [H, W, C], 'label': int32} records.
@@ -23,7 +25,7 @@ class TFDSSource:
       default = getattr(getattr(tfds.core, "constants", None), "DATA_DIR", "~/tensorflow_datasets")
       where = data_dir or f"{default} (TFDS's default; config.data.data_dir was empty)"
       target = data_dir or default
-      raise FileNotFoundError(
+      raise MissingInput(
           f"TFDS dataset {name!r} split {split!r} is not prepared in data_dir={where} ({e}). vqgen never downloads: "
           f"prepare it once, on a machine with network, with `tfds build {name} --file_format=array_record "
           f"--data_dir={target}` (or python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
