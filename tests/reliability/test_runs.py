@@ -323,3 +323,32 @@ def test_missing_data_is_one_line(tmp_path):
                f"--config.data.data_dir={tmp_path / 'nowhere'}")
   assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
   assert "does not exist" in result.stderr and "dataset-fashion-mnist" in result.stderr
+
+
+def test_a_full_disk_stops_at_the_first_failed_save(tmp_path):
+  """On a real full disk (a small tmpfs), the run stops at the first write that fails, with one line and no library
+  traceback (exit 2): at a checkpoint (written in the background), it names the step, the cause and the newest
+  complete checkpoint, and trains no step past the next save; every step left on disk verifies."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=800k", "tmpfs", str(disk)], capture_output=True)
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the monkeypatched test covers it")
+  try:
+    result = cli("vqgen.main", "--config=configs/demo.py", f"--workdir={disk / 'run'}", "--config.model.channels=8",
+                 "--config.model.num_res_blocks=1", "--config.model.norm_groups=4", "--config.data.batch_size=16",
+                 "--config.data.eval_batch_size=32", "--config.data.eval_limit=64",
+                 "--config.optimizer.warmup_steps=1", "--config.train.steps=40", "--config.train.log_every=1",
+                 "--config.train.checkpoint_every=2", "--config.train.keep_checkpoints=10")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert re.search(r"^Error: .*No space left on device", result.stderr), result.stderr[-3000:]
+    steps = checkpoint_lib.step_folders(str(disk / "run" / "checkpoints"))
+    failed = re.search(r"The checkpoint of step (\d+) could not be written .*newest complete checkpoint is step "
+                       r"(\d+)", result.stderr)
+    if failed:  # (else another write, e.g. TensorBoard's, met the full disk first: one line all the same)
+      step, newest = int(failed.group(1)), int(failed.group(2))
+      assert newest == step - 2 and f"step {step + 3}/40" not in result.stdout  # no step past the next save
+      assert steps and steps[-1] == newest
+    assert all(checkpoint_lib.verify_step(str(disk / "run" / "checkpoints" / str(s))) is None for s in steps)
+  finally:
+    subprocess.run(["umount", str(disk)], check=False)

@@ -12,6 +12,8 @@ import errno
 import logging as std_logging
 import os
 import sys
+import threading
+import traceback
 
 from absl import app, flags, logging
 
@@ -37,6 +39,7 @@ def log_to_file(directory: str, process: int | None = None) -> str:
     logging.set_verbosity(logging.INFO)
     std_logging.getLogger().setLevel(std_logging.INFO)
   std_logging.captureWarnings(True)  # Python warnings become log records too
+  std_logging.raiseExceptions = False  # a log line that cannot be written (disk full) is dropped, not a traceback
   if FLAGS.logtostderr:
     return ""
   os.makedirs(directory, exist_ok=True)
@@ -52,8 +55,35 @@ def log_to_file(directory: str, process: int | None = None) -> str:
   console = os.fdopen(os.dup(2), "w", buffering=1)
   os.dup2(log.fileno(), 2)
   sys.stderr = console
+  _library_errors_to(log)
   print(f"Log: {path}", flush=True)
   return path
+
+
+class _Demote(std_logging.Filter):
+  """Orbax's (and asyncio's) errors and warnings become INFO records: log.txt keeps them, tracebacks included, and
+  the console keeps vqgen's one line about the same failure (e.g. a failed save: a traceback per array written)."""
+
+  def filter(self, record):
+    if record.levelno < std_logging.CRITICAL and ("orbax" in record.pathname or record.name == "asyncio"):
+      record.levelno, record.levelname = std_logging.INFO, "INFO"
+    return True
+
+
+def _library_errors_to(log) -> None:
+  """Library chatter goes to `log`: Orbax's error records, and the tracebacks of errors raised in library threads
+  (Python's, or native ones: TensorStore's callbacks after a failed write); the main thread's errors still reach
+  the console."""
+  logging.get_absl_handler().addFilter(_Demote())
+
+  def to_log(args):  # threading.excepthook / sys.unraisablehook arguments
+    try:
+      traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=log)
+    except OSError:
+      pass  # (a log on a full disk: the main thread's error says so)
+
+  threading.excepthook = to_log
+  sys.unraisablehook = to_log
 
 
 def fail(message: str) -> None:
@@ -96,9 +126,12 @@ def start(main) -> None:
       main()
     except Refusal as e:
       fail(str(e))
-    except OSError as e:
-      if e.errno not in FILE_SYSTEM_ERRORS:
+    except Exception as e:  # pylint: disable=broad-except  (libraries wrap OSErrors: TensorFlow, TensorStore)
+      number = getattr(e, "errno", None) if getattr(e, "errno", None) in FILE_SYSTEM_ERRORS else next(
+          (n for n in FILE_SYSTEM_ERRORS if os.strerror(n) in str(e)), None)
+      if number is None:
         raise
-      fail(f"{e.strerror}: {e.filename or 'a file of the run'}. {FILE_SYSTEM_ERRORS[e.errno]}")
+      where = getattr(e, "filename", None) or type(e).__name__
+      fail(f"{os.strerror(number)} ({where}). {FILE_SYSTEM_ERRORS[number]}")
 
   app.run(checked, flags_parser=_parse_flags)

@@ -23,6 +23,7 @@ What is wrong with a step decides what happens to it:
 """
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -204,7 +205,10 @@ class Checkpointer:
     except (IncompatibleCheckpoint, SaveFailed):
       raise
     except Exception as e:  # pylint: disable=broad-except  (Orbax wraps OSErrors in several types)
-      cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+      text = str(e).replace(self.directory, "<checkpoints>").strip()
+      cause = text.splitlines()[0][:240] if text else type(e).__name__
+      reasons = [os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)]
+      cause += "".join(f" ... {r}" for r in reasons if r in text and r not in cause)
       steps = [s for s in step_folders(self.directory) if s != self._saving]
       raise SaveFailed(
           f"The checkpoint of step {self._saving} could not be written to {self.directory} ({type(e).__name__}: "
