@@ -194,17 +194,14 @@ def json_read(path):
 
 
 def test_a_prior_refuses_a_tokenizer_that_changed_under_it(prior, tmp_path):
-  """A tokenizer trained further (its pinned step rotated out) or whose pinned step's weights changed makes the
-  prior's resume and `vqgen.sample` refuse, naming both identities; neither workdir changes."""
+  """A tokenizer trained further (its pinned step rotated out), whose pinned step is damaged, or whose pinned step's
+  weights changed makes the prior's resume and `vqgen.sample` refuse, naming both identities (never decoding with
+  another step); neither workdir changes."""
   tok, workdir, _ = prior
   moved = tmp_path / "tok"
   shutil.copytree(tok, moved)
   pin = json_read(workdir / "tokenizer.json")
-  prior_copy = tmp_path / "prior"
-  shutil.copytree(workdir, prior_copy)
-  (prior_copy / "config.json").write_text((prior_copy / "config.json").read_text().replace(str(tok), str(moved)))
-  (prior_copy / "tokenizer.json").write_text(
-      (prior_copy / "tokenizer.json").read_text().replace(str(tok), str(moved)))
+  prior_copy = _repointed(workdir, tmp_path / "prior", tok, moved)
   run(tiny_config(**{**STEPS, "train.steps": 8, "train.keep_checkpoints": 2}), str(moved))  # steps 6, 8 kept
   before = snapshot(prior_copy), snapshot(moved)
   with pytest.raises(Refusal, match=r"tokenizer changed under this prior: .* step 4 .* no longer holds"):
@@ -212,6 +209,12 @@ def test_a_prior_refuses_a_tokenizer_that_changed_under_it(prior, tmp_path):
   result = cli("vqgen.sample", f"--workdir={prior_copy}", f"--output={tmp_path / 'out'}", "--num_samples=2")
   assert result.returncode == 2 and "tokenizer changed under this prior" in result.stderr, result.stderr[-2000:]
   assert (snapshot(prior_copy), snapshot(moved)) == before
+  # The pinned step is damaged: refused (never an older step decoding in its place).
+  damaged = tmp_path / "damaged"
+  shutil.copytree(tok, damaged)
+  flip_largest_file(damaged / "checkpoints" / "4" / "state")
+  with pytest.raises(Refusal, match=r"No checkpoint in .*damaged.* can be used \(step 4: "):
+    PriorStage(prior_config(damaged), workdir=str(_repointed(workdir, tmp_path / "prior3", tok, damaged)))
   # The pinned step exists but holds other weights (a tokenizer retrained from scratch into the same workdir).
   (prior_copy / "tokenizer.json").write_text(
       (prior_copy / "tokenizer.json").read_text().replace('"step": 4', '"step": 8'))
@@ -229,6 +232,14 @@ def test_a_prior_pointed_at_no_tokenizer_is_one_line(case, prior, tmp_path):
   expected = {"missing": "does not exist", "no checkpoint": "No checkpoint in", "a prior workdir": "holds a 'prior'"}
   with pytest.raises(Refusal, match=expected[case]):
     PriorStage(_with_tokenizer(target))
+
+
+def _repointed(prior_dir, copy, old_tokenizer, new_tokenizer):
+  """A copy of a prior run whose config and pin name another tokenizer workdir."""
+  shutil.copytree(prior_dir, copy)
+  for name in ("config.json", "tokenizer.json"):
+    (copy / name).write_text((copy / name).read_text().replace(str(old_tokenizer), str(new_tokenizer)))
+  return copy
 
 
 def _with_tokenizer(path):

@@ -35,7 +35,7 @@ FILE_SYSTEM_ERRORS = {
 def log_to_file(directory: str, process: int | None = None) -> str:
   """Sends every log record to <directory>/log.txt (log.<process>.txt for one process of a multi-process run);
   returns the path."""
-  if FLAGS["verbosity"].using_default_value:
+  if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.INFO)
     std_logging.getLogger().setLevel(std_logging.INFO)
   std_logging.captureWarnings(True)  # Python warnings become log records too
@@ -120,8 +120,9 @@ def start(main) -> None:
   def checked(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS["verbosity"].using_default_value and not FLAGS.logtostderr:
+    if not FLAGS["verbosity"].present and not FLAGS.logtostderr:
       std_logging.getLogger().setLevel(std_logging.WARNING)  # until log_to_file opens the log (checks run first)
+      std_logging.getLogger("absl").setLevel(std_logging.WARNING)  # (absl's own too: Orbax's INFO of a restore)
     try:
       main()
     except Refusal as e:

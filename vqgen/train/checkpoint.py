@@ -169,10 +169,10 @@ class Checkpointer:
     self._lock = threading.Lock()
     self._pending = None  # the step whose save is in flight (its digest is written before it is committed)
     self._saving = None  # the step of the newest save started (named when a save fails)
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=not read_only, read_only=read_only,
-        async_options=ocp.AsyncOptions(post_finalization_callback=self._digest))
     with _quiet_absl():  # (a read-only manager warns that it is read-only: that is the point)
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=not read_only, read_only=read_only,
+          async_options=ocp.AsyncOptions(post_finalization_callback=self._digest))
       self.manager = ocp.CheckpointManager(directory, options=options)
 
   def latest_step(self) -> int | None:
