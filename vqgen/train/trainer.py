@@ -15,7 +15,9 @@ import threading
 from typing import Callable, Protocol
 
 import jax
+import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from vqgen.errors import Interrupted, Refusal
 from vqgen.train import sharding as sharding_lib
@@ -79,6 +81,17 @@ def stop_requests():
   finally:
     for sig, old in previous.items():
       signal.signal(sig, old)
+
+
+def stop_agreed(received: list, step: int, every: int) -> bool:
+  """Whether every process stops after `step`: one process alone decides; several agree at every `every`-th step
+  (an all-gather of their flags), so that a signal reaching them at different steps (or only one of them) stops all
+  of them after the same step, and their collective save matches."""
+  if jax.process_count() == 1:
+    return bool(received)
+  if step % every:
+    return False
+  return bool(np.max(multihost_utils.process_allgather(np.int32(bool(received)))))
 
 
 def _check_finite(state: TrainState, ckpt: Checkpointer):
@@ -163,13 +176,14 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
           progress(step, summary)
           writer.write_scalars(step, summary)
           pending = []
-        if step % c.train.checkpoint_every == 0 or step == c.train.steps or stop:
+        stopping = stop_agreed(stop, step, c.train.log_every)
+        if step % c.train.checkpoint_every == 0 or step == c.train.steps or stopping:
           _check_finite(state, ckpt)
           ckpt.save(step, state, data_iter, config_json)
-        if stop and step < c.train.steps:
+        if stopping and step < c.train.steps:
           ckpt.wait()
           writer.flush()
-          raise Interrupted(f"Stopped by {stop[0]} after step {step}, which is saved in {ckpt.directory}; run the "
+          raise Interrupted(f"Stopped by {stop[0] if stop else 'a signal to another process'} after step {step}, which is saved in {ckpt.directory}; run the "
                             "same command to resume.")
   except BaseException:
     with contextlib.suppress(Refusal):  # (the error being raised says what went wrong)
