@@ -23,7 +23,7 @@ from flax import nnx
 from vqgen.evaluation.inception_layout import (AVG_POOL, BLOCKS, BN_EPS, DEFAULT_PATH, FEATURE_DIM, INPUT_SIZE,
                                                MAX_POOL_S1, MAX_POOL_S2, MIXED, NUM_CLASSES, STEM, WEIGHTS_FILE,
                                                WEIGHTS_URL, Conv, block_convs, state_shapes)
-from vqgen.tokenizers.pth import WeightsFileError, load_weights
+from vqgen.tokenizers.pth import load_weights, weight_array
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -157,16 +157,8 @@ def load_fid_inception(path: str = DEFAULT_PATH) -> FIDInceptionV3:
   arrays = load_weights(full, fix)
   shapes, weights = state_shapes(), {}
   for key, shape in shapes.items():   # all checked before anything is built
-    if key not in arrays:
-      raise WeightsFileError(f"{path}: no array {key!r} (expected shape {shape}); an FID Inception file has the "
-                             f"{len(shapes)} weights of pytorch-fid's {WEIGHTS_FILE} under their PyTorch names. {fix}")
-    if np.shape(arrays[key]) != shape:
-      raise WeightsFileError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch "
-                             f"layout). {fix}")
-    try:
-      weights[key] = np.asarray(arrays[key], np.float32)
-    except (TypeError, ValueError):
-      raise WeightsFileError(f"{path}: {key} holds {arrays[key].dtype}, not numbers. {fix}") from None
+    weights[key] = weight_array(arrays, key, shape, path, f"an FID Inception file has the {len(shapes)} weights of "
+                                f"pytorch-fid's {WEIGHTS_FILE} under their PyTorch names", fix)
 
   net = nnx.eval_shape(lambda: FIDInceptionV3(rngs=nnx.Rngs(0)))
   _, state = nnx.split(net)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vqgen.tokenizers.pth import WeightsFileError, load_weights
+from vqgen.tokenizers.pth import load_weights, weight_array
 
 LPIPS_FIX = ("Fix: download torchvision's vgg16-397923af.pth and LPIPS v0.1's vgg.pth again, or write the .npz of "
              "both again (docs/perceptual.md).")
@@ -100,16 +100,8 @@ def load_lpips_vgg16(path: str) -> VGG16LPIPS:
   pure = state.to_pure_dict()
 
   def take(key, shape):
-    if key not in arrays:
-      raise WeightsFileError(f"{path}: no array {key!r}; a VGG16 LPIPS file needs features.<i>.weight/bias (or "
-                             f"net.slice<s>.<i>.*) for i in {VGG16_CONVS} and lin0..4.model.1.weight. {LPIPS_FIX}")
-    if np.shape(arrays[key]) != shape:
-      raise WeightsFileError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch "
-                             f"layout). {LPIPS_FIX}")
-    try:
-      return np.asarray(arrays[key], np.float32)
-    except (TypeError, ValueError):
-      raise WeightsFileError(f"{path}: {key} holds {arrays[key].dtype}, not numbers. {LPIPS_FIX}") from None
+    return weight_array(arrays, key, shape, path, f"a VGG16 LPIPS file needs features.<i>.weight/bias (or "
+                        f"net.slice<s>.<i>.*) for i in {VGG16_CONVS} and lin0..4.model.1.weight", LPIPS_FIX)
 
   for i, (index, width) in enumerate(zip(VGG16_CONVS, VGG16_WIDTHS)):
     cin = 3 if i == 0 else VGG16_WIDTHS[i - 1]

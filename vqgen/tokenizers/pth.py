@@ -424,3 +424,17 @@ def load_weights(path: str, fix: str = "") -> dict:
     if not fix:
       raise
     raise WeightsFileError(f"{e} {fix}") from e
+
+
+def weight_array(arrays: dict, key: str, shape: tuple, path: str, expected: str, fix: str) -> np.ndarray:
+  """arrays[key] as float32 of exactly `shape` (the PyTorch layout); else WeightsFileError naming the file, the
+  array and what is wrong (`expected`: what such a file holds; `fix`: how to get a good one)."""
+  if key not in arrays:
+    raise WeightsFileError(f"{path}: no array {key!r} (expected shape {shape}); {expected}. {fix}")
+  if np.shape(arrays[key]) != shape:
+    raise WeightsFileError(f"{path}: {key} has shape {np.shape(arrays[key])}, expected {shape} (the PyTorch "
+                           f"layout). {fix}")
+  try:
+    return np.asarray(arrays[key], np.float32)
+  except (TypeError, ValueError):
+    raise WeightsFileError(f"{path}: {key} holds {arrays[key].dtype}, not numbers. {fix}") from None
