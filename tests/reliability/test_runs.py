@@ -135,7 +135,8 @@ def test_a_run_without_config_json_is_checked_against_its_checkpoints(tokenizer_
 
 def test_every_step_on_disk_has_its_digest_the_moment_it_appears(tmp_path):
   """The digest is written inside the save, before Orbax renames the step into place: a step folder that exists
-  (after any kill) is verifiable, and flipped bytes in the newest step are caught, not restored."""
+  (after any kill) is verifiable, and flipped bytes in the newest step are caught, not restored. Steps an older
+  vqgen digested after the commit still verify."""
   ckpt = Checkpointer(str(tmp_path / "checkpoints"))
   state = {"w": jnp.arange(4096, dtype=jnp.float32)}
   ckpt.save(1, state)
@@ -146,6 +147,12 @@ def test_every_step_on_disk_has_its_digest_the_moment_it_appears(tmp_path):
   assert (folder / f"{checkpoint_lib.DIGEST}.process_0.json").exists()  # no window without it
   ckpt.wait()
   assert checkpoint_lib.verify_step(str(folder)) is None
+  older = tmp_path / "older"  # a digest of an older vqgen (written after the commit, Orbax's metadata included)
+  shutil.copytree(folder, older)
+  (older / f"{checkpoint_lib.DIGEST}.process_0.json").write_text(
+      json.dumps(checkpoint_lib.file_digests(str(older), exclude=())))
+  assert "_CHECKPOINT_METADATA" in json_read(older / f"{checkpoint_lib.DIGEST}.process_0.json")
+  assert checkpoint_lib.verify_step(str(older)) is None
   flip_largest_file(folder)
   assert "changed since the save" in checkpoint_lib.verify_step(str(folder))
   with pytest.raises(Refusal, match="No checkpoint .* can be used"):

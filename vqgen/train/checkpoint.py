@@ -78,14 +78,14 @@ def _register_array_handler() -> None:
 _register_array_handler()
 
 
-def file_digests(step_dir: str) -> dict:
-  """{relative path: SHA-256} of the files of a checkpoint step, the digests and UNDIGESTED excluded."""
+def file_digests(step_dir: str, exclude: tuple = UNDIGESTED) -> dict:
+  """{relative path: SHA-256} of the files of a checkpoint step, the digests and `exclude` excluded."""
   out = {}
   for folder, _, files in os.walk(step_dir):
     for name in files:
       path = os.path.join(folder, name)
       rel = os.path.relpath(path, step_dir)
-      if rel.startswith(DIGEST) or rel in UNDIGESTED:
+      if rel.startswith(DIGEST) or rel in exclude:
         continue
       h = hashlib.sha256()
       with open(path, "rb") as f:
@@ -108,7 +108,7 @@ def verify_step(step_dir: str) -> str | None:
         expected.update(json.load(f))
     except (OSError, ValueError) as e:
       return f"its digest {os.path.basename(path)} is unreadable ({e})"
-  found = {k: v for k, v in file_digests(step_dir).items() if k in expected}
+  found = {k: v for k, v in file_digests(step_dir, exclude=()).items() if k in expected}  # (older digests list all)
   missing = sorted(set(expected) - set(found))
   changed = sorted(k for k in found if found[k] != expected[k])
   if missing or changed:
