@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -370,3 +371,28 @@ def test_a_full_disk_stops_at_the_first_failed_save(tmp_path):
     assert all(checkpoint_lib.verify_step(str(disk / "run" / "checkpoints" / str(s))) is None for s in steps)
   finally:
     subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_read_only_workdir_is_one_line():
+  """A workdir this user may not write is refused in one line before anything is written (as root, the command
+  runs as user nobody: root writes anywhere)."""
+  folder = tempfile.mkdtemp(prefix="vqgen-read-only-")  # (pytest's own tmp folders are root's alone)
+  try:
+    os.chmod(folder, 0o755)
+    workdir = os.path.join(folder, "run")
+    os.mkdir(workdir)
+    with open(os.path.join(workdir, "keep"), "w") as f:
+      f.write("mine")
+    os.chmod(workdir, 0o555)
+    command = [sys.executable, "-m", "vqgen.main", "--config=configs/demo.py", f"--workdir={workdir}"]
+    if os.geteuid() == 0:
+      if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no user to whom the folder is read-only")
+      command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert "is not writable" in result.stderr
+    assert sorted(os.listdir(workdir)) == ["keep"]
+  finally:
+    os.chmod(os.path.join(folder, "run"), 0o755)
+    shutil.rmtree(folder)
