@@ -29,6 +29,7 @@ from vqgen import config as config_lib  # noqa: E402
 from vqgen.stages import PriorStage, build, load_run, run  # noqa: E402
 from vqgen.stages.classifier import sample_scorer  # noqa: E402
 from vqgen.stages.generate import Generator, balanced_labels  # noqa: E402
+from vqgen.train import writers  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "experiments", "results")
 # The scores a curve reports, and how the tables print them.
@@ -172,14 +173,13 @@ def training_minutes(workdir: str) -> float | None:
   (each restarts the clock at 0): a run reused from a finished checkpoint reports its earlier training, not its
   re-evaluation. None when never logged."""
   total, last = 0.0, None
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      uptime = json.loads(line).get("uptime")
-      if uptime is None:
-        continue
-      if last is not None and uptime < last:  # a new segment: the resumed loop's clock started again
-        total += last
-      last = uptime
+  for row in writers.read_rows(os.path.join(workdir, "metrics.jsonl")):  # (a garbled row is skipped, with a warning)
+    uptime = row.get("uptime")
+    if uptime is None:
+      continue
+    if last is not None and uptime < last:  # a new segment: the resumed loop's clock started again
+      total += last
+    last = uptime
   return None if last is None else (total + last) / 60
 
 
