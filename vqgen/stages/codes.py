@@ -72,13 +72,13 @@ def _readable(path: str) -> bool:
     return False
 
 
-def cached_codes(split: str, tokenizer, config, flip: bool = False) -> dict:
+def cached_codes(split: str, tokenizer, config, flip: bool = False, weights: str | None = None) -> dict:
   """{'codes', 'labels', 'path'} of a split (its mirrored images with `flip`) under `tokenizer` (trained with
-  `config`), from the cache when present. Each process reads its own cache (extracting when it has none), so the
+  `config`; `weights`: its weights_digest when the caller has it), from the cache when present. Each process reads its own cache (extracting when it has none), so the
   cache need not be on a shared file system."""
   d = config.data
   source = data_source(d, split)
-  key = hashlib.sha256((weights_digest(tokenizer) + _data_digest(config, split, source)).encode()).hexdigest()
+  key = hashlib.sha256(((weights or weights_digest(tokenizer)) + _data_digest(config, split, source)).encode()).hexdigest()
   safe = re.sub(r"[^\w.%-]+", "_", split).strip("_")  # train[:512] -> train_512 (the key tells the slices apart)
   name = f"{safe}-flipped" if flip else safe
   path = os.path.join(cache_dir(), "codes", f"{d.name}-{name}-{key[:16]}.npz")

@@ -105,7 +105,8 @@ class PriorStage:
   def codes(self, split: str, flip: bool = False) -> dict:
     """Cached codes of a split (of its mirrored images with `flip`), checked against the vocabulary and the
     configured number of classes."""
-    codes = cached_codes(split, self.tokenizer, self.tokenizer_config, flip)
+    codes = cached_codes(split, self.tokenizer, self.tokenizer_config, flip,
+                         weights=self.tokenizer_identity["weights_sha256"])  # (hashed once, in __init__)
     Vocabulary(self.codebook_size, self.config.prior.num_classes).check_codes(codes["codes"])
     num_classes = self.config.prior.num_classes
     if num_classes and int(codes["labels"].max()) >= num_classes:

@@ -6,7 +6,6 @@ run draws the same numbers as an uninterrupted one.
 """
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from vqgen.errors import Interrupted, Refusal
 from vqgen.train import sharding as sharding_lib
-from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings, saved_config
+from vqgen.train.checkpoint import Checkpointer, abstract_with_shardings, saved_config, step_folders, verify_step
 from vqgen.train.optim import schedule_of
 from vqgen.train.state import TrainState, create_train_state, state_shardings
 from vqgen.train.step import StepContext, build_training, ema_decays, eval_params, model_and_optimizer
@@ -106,27 +105,44 @@ def _check_finite(state: TrainState, ckpt: Checkpointer):
 EVALUATION_KEYS = ("sampling", "evaluation", "data.eval_batch_size", "data.eval_limit")  # what metrics.json depends on
 
 
-def finished_results(config, workdir: str) -> dict:
-  """The metrics.json of a run that has finished (the same command again has nothing to do). Refused when the
-  command changes how it is evaluated: that would replace its samples and scores, which other commands make."""
+def _setting(config: dict, key: str):
+  """config["a"]["b"] for key "a.b" (None where absent)."""
+  for part in key.split("."):
+    config = config.get(part) if isinstance(config, dict) else None
+  return config
+
+
+def finished_results(config, workdir: str) -> dict | None:
+  """The metrics.json of a run that has finished (its newest checkpoint, verified, is the last step): the same
+  command again has nothing to do, and builds nothing. None when the run has not finished. Refused when the command
+  changes how the run is evaluated: that would replace its samples and scores, which other commands make."""
+  directory = os.path.join(workdir, "checkpoints")
+  steps, metrics = step_folders(directory), os.path.join(workdir, "metrics.json")
+  if (not steps or steps[-1] < config.train.steps or not os.path.exists(metrics)
+      or verify_step(os.path.join(directory, str(steps[-1]))) is not None):
+    return None
   path = os.path.join(workdir, "config.json")
-  found = saved_config(os.path.join(workdir, "checkpoints"))
-  saved = writers.read_json(path) if os.path.exists(path) else found[1] if found else {}
+  if os.path.exists(path):
+    saved = writers.read_json(path)
+  else:  # (config.json deleted: the copy the checkpoint carries)
+    found = saved_config(directory)
+    saved = found[1] if found else {}
   new = json.loads(config.to_json_best_effort())
-  pick = lambda c, key: functools.reduce(lambda node, k: node.get(k, {}) if isinstance(node, dict) else None,
-                                         key.split("."), c)
-  changed = [key for key in EVALUATION_KEYS if pick(saved, key) != pick(new, key)]
+  changed = [key for key in EVALUATION_KEYS if _setting(saved, key) != _setting(new, key)]
   if changed:
     raise Refusal(f"{workdir} holds a finished run; evaluating it again with other {', '.join(changed)} settings "
                   "would replace its samples.npz and metrics.json. Sample it into another folder instead: python -m "
                   f"vqgen.sample --workdir={workdir} --output=<folder> [--metrics] [sampler flags].")
-  writers.say(f"{workdir} has finished (step {config.train.steps}): its results are in metrics.json.")
-  return writers.read_json(os.path.join(workdir, "metrics.json"))
+  writers.say(f"{workdir} has finished (step {steps[-1]}): its results are in metrics.json.")
+  return writers.read_json(metrics)
 
 
 def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   """Trains `stage` for config.train.steps (resuming from workdir's checkpoints), then evaluates it."""
   os.makedirs(workdir, exist_ok=True)
+  finished = finished_results(config, workdir)
+  if finished is not None:
+    return finished
   c = config
   mesh = mesh or sharding_lib.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.model)
   stage.check_data()  # a missing dataset fails before the model is built and compiled
@@ -142,9 +158,6 @@ def train_and_evaluate(config, workdir: str, stage: Stage, mesh=None) -> dict:
   restored, restored_step = ckpt.restore(abstract_with_shardings(state, shardings), data_iter, set_aside=True)
   if restored is not None:
     state = restored
-    if restored_step >= c.train.steps and os.path.exists(os.path.join(workdir, "metrics.json")):
-      ckpt.close()
-      return finished_results(config, workdir)
     writers.say(f"Resumed from checkpoint step {restored_step}.")
     writers.drop_rows_after(workdir, restored_step)  # the steps after it are trained (and logged) again
   else:
