@@ -16,7 +16,7 @@ from test_config import CONFIG_FILES, ROOT, load
 from vqgen.errors import Refusal
 from vqgen.evaluation.samples import format_scores
 from vqgen.stages import PriorStage, TokenizerStage, build, codes as codes_lib, load_run, run
-from vqgen.stages.classifier import feature_classifier, sample_scorer
+from vqgen.stages.classifier import contrastive_judge, feature_classifier, sample_scorer
 from vqgen.stages.generate import Generator, balanced_labels
 from vqgen.train import sharding as sharding_lib
 from vqgen.train.step import build_training
@@ -161,16 +161,23 @@ def test_prior_evaluation_on_eight_devices_equals_one_device(tokenizer_dir):
 def test_sample_scores_sit_beside_their_floors(tokenizer_dir, tmp_path):
   _, accuracy = feature_classifier(str(tmp_path / "clf"), steps=40)
   assert 0.5 < accuracy < 1  # 40 steps at batch 128 already separate most classes
+  _, nn_accuracy = contrastive_judge(str(tmp_path / "simclr"), steps=3)
+  assert 0.3 < nn_accuracy < 1  # even near-random convolutional features put neighbours in one class
   config, tokenizer, _ = load_run(tokenizer_dir, TokenizerStage)
-  scorer = sample_scorer(tokenizer, config, classifier_workdir=str(tmp_path / "clf"))
-  assert scorer.classifier_accuracy == accuracy  # the finished run is restored, not retrained
+  scorer = sample_scorer(tokenizer, config, classifier_workdir=str(tmp_path / "clf"),
+                         contrastive_workdir=str(tmp_path / "simclr"))
+  # The finished runs are restored, not retrained.
+  assert (scorer.classifier_accuracy, scorer.contrastive_accuracy) == (accuracy, nn_accuracy)
   real = scorer.train_images[1000:1200]
   labels = np.zeros(200, np.int32)
   good = scorer.score(real, labels)
   noisy = scorer.score(np.clip(real + np.random.default_rng(0).normal(0, 0.5, real.shape), 0, 1), labels)
-  assert noisy["sample_fd"] > good["sample_fd"] and good["sample_fd"] < 3 * good["real_fd_floor"]
-  assert {"recon_fd", "real_precision_floor", "real_recall_floor", "class_accuracy", "precision"} <= set(good)
-  assert "200 samples vs the test split (10000 images)" in format_scores(good)
+  for suffix in ("", "_contrastive"):  # both judges
+    assert noisy[f"sample_fd{suffix}"] > good[f"sample_fd{suffix}"] < 3 * good[f"real_fd_floor{suffix}"]
+    assert {f"{k}{suffix}" for k in ("recon_fd", "real_precision_floor", "real_recall_floor", "precision")} <= set(good)
+  assert {"class_accuracy", "recon_psnr", "recon_lpips", "contrastive_nn_accuracy"} <= set(good)
+  text = format_scores(good)
+  assert "200 samples vs the test split (10000 images)" in text and "[contrastive]" in text
   json.dumps(good)  # every score is a plain JSON value
 
 

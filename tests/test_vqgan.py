@@ -37,7 +37,7 @@ def gan_stage(perceptual_workdir, **extra):
   return TokenizerStage(tiny_config(**{**gan_overrides(perceptual_workdir), **extra}))
 
 
-def objective_parts(stage, images, step):
+def objective_parts(stage, images, step, **extra):
   """(params, rest, graphdef, fn(params, which) -> summed terms) of a stage's TokenizerGAN."""
   model = stage.build_model(nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -47,6 +47,7 @@ def objective_parts(stage, images, step):
   perceptual = lambda x, y: lpips_distance(net.features(x), net.features(y))
   kwargs = dict(perceptual=perceptual, reconstruction_weight=1.0, perceptual_weight=0.1, adversarial_weight=0.1,
                 discriminator_start=1, lecam_weight=0.001, r1_gamma=1.0)
+  kwargs.update(extra)
 
   def terms(params, which=None):
     losses, metrics = vqgan_losses(nnx.merge(graphdef, params, rest), images, step, **kwargs)
@@ -98,6 +99,28 @@ def test_adaptive_weight_is_the_gradient_norm_ratio_at_the_decoders_last_layer(p
                      / (optax.tree.norm(jax.grad(gan)(last)) + 1e-4))(last)
   np.testing.assert_allclose(float(metrics["gan/adaptive_weight"]), float(expected), rtol=1e-4)
   assert 0 < float(expected) < 1e4
+  # The adversarial share of the last layer's gradient is w_adv by construction (up to the 1e-4 of eq. 7).
+  np.testing.assert_allclose(float(metrics["gan/grad_share"]), 0.1, rtol=1e-2)
+
+
+def test_clipped_discriminator_input_and_the_balance_metrics(perceptual_workdir, images):
+  """discriminator_input='clipped': D's loss sees 2 clip(x_hat) - 1 (recomputed here from the reconstructions);
+  d_accuracy is the share of real logits > 0 and fake logits < 0; without the adaptive weight the share is
+  w_adv ||grad L_G|| / ||grad L_rec||, no longer w_adv."""
+  stage = gan_stage(perceptual_workdir)
+  params, terms, model, _ = objective_parts(stage, images, step=5, discriminator_input="clipped",
+                                            adaptive_weight=False, lecam_weight=0.0, r1_gamma=0.0)
+  losses, metrics = jax.jit(lambda p: terms(p)[1])(params)
+  recon = model.tokenizer(images, train=True)[0]
+  assert float(jnp.min(recon)) < 0 or float(jnp.max(recon)) > 1  # an untrained decoder leaves [0, 1]
+  real, fake = model.discriminator(2.0 * images - 1.0), model.discriminator(2.0 * jnp.clip(recon, 0, 1) - 1.0)
+  expected = 0.5 * (jnp.mean(jax.nn.relu(1 - real)) + jnp.mean(jax.nn.relu(1 + fake)))
+  np.testing.assert_allclose(float(losses["discriminator"]), float(expected), rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["gan/d_accuracy"]),
+                             0.5 * (float(jnp.mean(real > 0)) + float(jnp.mean(fake < 0))), atol=1e-6)
+  assert float(metrics["gan/adaptive_weight"]) == 1.0 and float(metrics["gan/grad_share"]) > 0
+  with pytest.raises(ValueError, match="discriminator_input must be one of"):
+    objective_parts(stage, images, step=5, discriminator_input="blurred")[1](params)
 
 
 def test_patchgan_sizes_and_per_image_norms():
@@ -247,6 +270,7 @@ def test_lpips_vgg16_refuses_a_wrong_file(tmp_path):
     ({"loss.adversarial_weight": 0.1, "discriminator.name": "patchgan", "discriminator.num_layers": 4},
      "discriminator.num_layers=4: is too deep for 28px"),
     ({"loss.gan_loss": "wgan"}, "loss.gan_loss='wgan'"),
+    ({"loss.discriminator_input": "blurred"}, "loss.discriminator_input='blurred'"),
 ])
 def test_bad_gan_settings_are_refused_before_any_work(overrides, message):
   with pytest.raises(config_lib.ConfigError, match=message):

@@ -10,7 +10,7 @@ from vqgen.errors import Refusal
 from vqgen.quantizers import COMPOSITES, QUANTIZERS, own_arguments
 
 STAGES = ("tokenizer", "prior", "classifier")
-CLASSIFIER_ARCHITECTURES = ("sample_metric", "perceptual")
+CLASSIFIER_ARCHITECTURES = ("sample_metric", "perceptual", "contrastive")
 
 
 class ConfigError(Refusal):
@@ -72,13 +72,14 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.loss.perceptual_weight = 0.0           # > 0 adds LPIPS's distance on loss.perceptual_network's features
   c.loss.perceptual_network = "fashion_mnist"  # vqgen's own, trained once and cached | lpips_vgg16 (local .npz)
   c.loss.perceptual_weights = ""           # lpips_vgg16: the .npz; fashion_mnist: its classifier workdir ("" = cache)
-  c.loss.adversarial_weight = 0.0          # > 0 needs discriminator.name; VQGAN's disc_weight (0.8 in MaskGIT)
+  c.loss.adversarial_weight = 0.0          # > 0 needs discriminator.name; taming's disc_weight 0.8, MaskGIT's 0.1
   c.loss.adaptive_weight = True            # VQGAN eq. 7 on the decoder's last layer; False: lambda = 1
   c.loss.gan_loss = "hinge"                # hinge | non_saturating
   c.loss.discriminator_start = 0           # step from which the adversarial terms are on
   c.loss.lecam_weight = 0.0                # LeCam regularisation (MaskBit: 0.001)
   c.loss.lecam_decay = 0.999
   c.loss.r1_gamma = 0.0                    # R1 penalty gamma (0 = off)
+  c.loss.discriminator_input = "raw"       # raw decoder outputs (the references) | clipped to [0, 1] (ours)
 
   c.discriminator = ml_collections.ConfigDict()
   c.discriminator.name = "none"            # none | patchgan | stylegan (tokenizers/discriminators.py)
@@ -89,7 +90,7 @@ def tokenizer_config() -> ml_collections.ConfigDict:
   c.discriminator.optimizer = optimizer_section()
   c.discriminator.optimizer.learning_rate = 1e-4
   c.discriminator.optimizer.warmup_steps = 0
-  c.discriminator.optimizer.b1 = 0.5       # VQGAN's Adam betas for both networks
+  c.discriminator.optimizer.b1 = 0.5       # taming's Adam betas (it uses them for both networks)
   c.discriminator.optimizer.b2 = 0.9
   c.discriminator.optimizer.weight_decay = 0.0
   c.discriminator.optimizer.grad_clip_norm = 0.0
@@ -235,10 +236,12 @@ def classifier_config() -> ml_collections.ConfigDict:
   c.data.eval_limit = 0
 
   c.model = ml_collections.ConfigDict()
-  c.model.architecture = "sample_metric"  # the sample metrics' network | perceptual (the loss's, another one)
+  c.model.architecture = "sample_metric"  # the sample metrics' classifier | perceptual (the loss's) | contrastive
   c.model.num_classes = 10
   c.model.dropout = 0.3           # on the features, in training (sample_metric only)
-  c.model.flip = True             # random horizontal flips, in training
+  c.model.flip = True             # random horizontal flips, in training (sample_metric, perceptual)
+  c.model.width = 16              # contrastive only: the encoder's first width (evaluation/contrastive.py)
+  c.model.temperature = 0.2       # contrastive only: NT-Xent's temperature
 
   add_training_sections(c, rules=())
   c.optimizer.learning_rate = 2e-3
@@ -261,6 +264,21 @@ def perceptual_network_config() -> ml_collections.ConfigDict:
   c.model.architecture = "perceptual"
   c.model.dropout = 0.0
   c.train.steps = 3 * 468
+  return c
+
+
+def contrastive_config() -> ml_collections.ConfigDict:
+  """The run of the self-supervised judge of the sample metrics (evaluation/contrastive.py: ContrastiveEncoder):
+  SimCLR on Fashion-MNIST without labels, 1000 steps of 128 images (two views each), NT-Xent at temperature 0.2.
+  Its accuracy is the 1-nearest-neighbour accuracy of its features (cosine, 10k training images)."""
+  c = classifier_config()
+  c.seed = 2
+  c.model.architecture = "contrastive"
+  c.model.dropout = 0.0
+  c.model.flip = False            # the views flip inside the contrastive loss
+  c.optimizer.warmup_steps = 100
+  c.train.steps = 1000
+  c.train.log_every = 250
   return c
 
 

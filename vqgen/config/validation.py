@@ -15,6 +15,7 @@ from vqgen.priors.mask_replace_diffusion import MASK_START, STRATEGIES
 from vqgen.quantizers import QUANTIZERS, build_quantizer
 from vqgen.tokenizers.adversarial import GAN_LOSSES
 from vqgen.tokenizers.conv import ACTIVATIONS, DOWNSAMPLES
+from vqgen.tokenizers.vqgan import DISCRIMINATOR_INPUTS
 from vqgen.tokenizers.discriminators import NORMS
 from vqgen.tokenizers.perceptual_networks import MIN_VGG16_SIZE
 
@@ -128,6 +129,7 @@ def _validate_gan(c) -> None:
     _check(l[key] >= 0, f"loss.{key}", l[key], "must be >= 0 (0 = off)")
   _one_of(c, "loss.perceptual_network", PERCEPTUAL_NETWORKS)
   _one_of(c, "loss.gan_loss", GAN_LOSSES)
+  _one_of(c, "loss.discriminator_input", DISCRIMINATOR_INPUTS)
   _one_of(c, "discriminator.name", DISCRIMINATORS)
   _one_of(c, "discriminator.norm", NORMS)
   if l.perceptual_weight > 0 and l.perceptual_network == "lpips_vgg16":
@@ -264,3 +266,6 @@ def _validate_classifier(c) -> None:
   _one_of(c, "model.architecture", CLASSIFIER_ARCHITECTURES)
   _positive_ints(c, ("model.num_classes",))
   _check(0 <= c.model.dropout < 1, "model.dropout", c.model.dropout, "must be in [0, 1)")
+  _check(isinstance(c.model.width, int) and c.model.width >= 8 and c.model.width % 8 == 0, "model.width",
+         c.model.width, "must be a multiple of 8 (GroupNorm's 8 groups), >= 8")
+  _check(c.model.temperature > 0, "model.temperature", c.model.temperature, "must be > 0")

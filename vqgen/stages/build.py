@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vqgen.evaluation.classifier import Classifier
+from vqgen.evaluation.contrastive import ContrastiveEncoder
 from vqgen.nn.transformer import Transformer
 from vqgen.priors import PRIORS, PriorNetwork
 from vqgen.quantizers import build_quantizer
@@ -97,7 +98,10 @@ def sampler_kwargs(config) -> dict:
 
 
 def classifier(config, rngs):
-  """The classifier of config.model: the sample metrics' network, or vqgen's own perceptual network."""
+  """The network of config.model: the sample metrics' classifier or contrastive judge, or vqgen's own perceptual
+  network."""
+  if config.model.architecture == "contrastive":
+    return ContrastiveEncoder(config.model.width, rngs=rngs)
   if config.model.architecture == "perceptual":
     return FashionPerceptual(config.model.num_classes, rngs=rngs)
   return Classifier(config.model.num_classes, dropout=config.model.dropout, rngs=rngs)
@@ -120,4 +124,5 @@ def vqgan_losses(config) -> dict:
   return dict(reconstruction=l.reconstruction, reconstruction_weight=l.reconstruction_weight,
               perceptual_weight=l.perceptual_weight, adversarial_weight=l.adversarial_weight,
               adaptive_weight=l.adaptive_weight, gan_loss=l.gan_loss, discriminator_start=l.discriminator_start,
-              lecam_weight=l.lecam_weight, lecam_decay=l.lecam_decay, r1_gamma=l.r1_gamma)
+              lecam_weight=l.lecam_weight, lecam_decay=l.lecam_decay, r1_gamma=l.r1_gamma,
+              discriminator_input=l.discriminator_input)

@@ -7,9 +7,9 @@ VGG16LPIPS   LPIPS's standard network: VGG16's `features` up to relu5_3, tapped 
              `load_lpips_vgg16("vgg16-397923af.pth,vgg.pth")`. vqgen never downloads them.
 FashionPerceptual  vqgen's own network for 28x28 grayscale images, trained as a Fashion-MNIST classifier
              (stages/classifier.py, `model.architecture='perceptual'`). It is NOT the network that scores samples
-             (evaluation/classifier.py): another architecture (full-resolution VGG-style stacks and global pooling
-             against space-to-depth convs and a dense feature layer) and another training seed, so a loss trained
-             on it cannot game the judge. Uniform channel weights (LPIPS's "baseline" variant: no human judgements
+             (evaluation/classifier.py): another architecture (VGG-style stacks of two convs per scale, average
+             pooling and a global mean against single convs, max pooling and a dense feature layer) and another
+             training seed, so a loss trained on it cannot game that judge (nor the other, contrastive one). Uniform channel weights (LPIPS's "baseline" variant: no human judgements
              to calibrate them on).
 """
 

@@ -8,6 +8,11 @@ with f(step) = 1 from `discriminator_start` on (0 before: neither the generator 
 trains), and lambda VQGAN's adaptive weight (eq. 7) on the decoder's last layer, or 1. The sum L_G + L_D is one
 objective: each parameter group only receives the gradient of its own terms (train/step.py). The losses and the
 regularisers are in adversarial.py; the perceptual distance in perceptual.py.
+
+`discriminator_input='clipped'` (ours) shows D the reconstructions clipped to [0, 1], as every image is shown and
+scored: half of Fashion-MNIST's pixels are exactly 0, so on raw decoder outputs D can separate real from fake by
+background deviations that clipping erases (the references feed raw outputs). Logged balance: D's accuracy on the
+batch and the adversarial gradient's share at the decoder's last layer, ||grad w_adv lambda L_G|| / ||grad L_rec||.
 """
 
 import jax
@@ -17,6 +22,9 @@ from flax import nnx
 from vqgen.tokenizers import adversarial
 from vqgen.tokenizers.losses import tokenizer_losses
 from vqgen.tokenizers.tokenizer import Tokenizer
+
+
+DISCRIMINATOR_INPUTS = ("raw", "clipped")
 
 
 class LeCamAnchor(nnx.Variable):
@@ -41,7 +49,7 @@ def vqgan_losses(model: TokenizerGAN | Tokenizer, images: jax.Array, step, *, pe
                  reconstruction: str = "l2", reconstruction_weight: float = 1.0, perceptual_weight: float = 0.0,
                  adversarial_weight: float = 0.0, adaptive_weight: bool = True, gan_loss: str = "hinge",
                  discriminator_start: int = 0, lecam_weight: float = 0.0, lecam_decay: float = 0.999,
-                 r1_gamma: float = 0.0) -> tuple[dict, dict]:
+                 r1_gamma: float = 0.0, discriminator_input: str = "raw") -> tuple[dict, dict]:
   """(named loss terms whose sum is the objective, metrics) for a batch of images in [0, 1].
 
   `model`: a TokenizerGAN, or a bare Tokenizer (no adversarial terms). `perceptual`: (x_hat, x) -> distance per
@@ -53,6 +61,8 @@ def vqgan_losses(model: TokenizerGAN | Tokenizer, images: jax.Array, step, *, pe
     raise ValueError("adversarial_weight > 0 needs a discriminator (a TokenizerGAN).")
   if perceptual_weight > 0 and perceptual is None:
     raise ValueError("perceptual_weight > 0 needs a perceptual distance.")
+  if discriminator_input not in DISCRIMINATOR_INPUTS:
+    raise ValueError(f"discriminator_input must be one of {DISCRIMINATOR_INPUTS}, got {discriminator_input!r}.")
   q = tokenizer.quantizer(tokenizer.latents(images), train=True)
   features = tokenizer.decoder.features(q.quantized)
   last_def, last_state = nnx.split(tokenizer.decoder.last_layer)
@@ -74,18 +84,18 @@ def vqgan_losses(model: TokenizerGAN | Tokenizer, images: jax.Array, step, *, pe
 
   factor = adversarial.start_factor(step, discriminator_start)
   d_view = frozen(model.discriminator)
-  generator_term = lambda recon: adversarial.generator_loss(d_view(2.0 * recon - 1.0), gan_loss)
-  if adaptive_weight:
-    grad_rec = jax.grad(lambda s: sum(reconstruction_terms(recon_of(s)).values()))(last_state)
-    grad_gan = jax.grad(lambda s: generator_term(recon_of(s)))(last_state)
-    lam = adversarial.adaptive_weight(grad_rec, grad_gan)
-  else:
-    lam = jnp.ones(())
+  shown = (lambda r: jnp.clip(r, 0.0, 1.0)) if discriminator_input == "clipped" else (lambda r: r)
+  generator_term = lambda recon: adversarial.generator_loss(d_view(2.0 * shown(recon) - 1.0), gan_loss)
+  grad_rec = jax.grad(lambda s: sum(reconstruction_terms(recon_of(s)).values()))(last_state)
+  grad_gan = jax.grad(lambda s: generator_term(recon_of(s)))(last_state)
+  lam = adversarial.adaptive_weight(grad_rec, grad_gan) if adaptive_weight else jnp.ones(())
   losses["generator"] = factor * adversarial_weight * lam * generator_term(recon)
+  norm = lambda tree: jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+  metrics["gan/grad_share"] = adversarial_weight * lam * norm(grad_gan) / jnp.maximum(norm(grad_rec), 1e-12)
 
   real_in = 2.0 * images - 1.0
   real = model.discriminator(real_in)
-  fake = model.discriminator(jax.lax.stop_gradient(2.0 * recon - 1.0))
+  fake = model.discriminator(jax.lax.stop_gradient(2.0 * shown(recon) - 1.0))
   losses["discriminator"] = factor * adversarial.discriminator_loss(real, fake, gan_loss)
   if lecam_weight > 0:
     losses["lecam"] = factor * lecam_weight * adversarial.lecam_regularizer(
@@ -98,5 +108,6 @@ def vqgan_losses(model: TokenizerGAN | Tokenizer, images: jax.Array, step, *, pe
   if r1_gamma > 0:
     losses["r1"] = factor * 0.5 * r1_gamma * adversarial.r1_penalty(model.discriminator, real_in)
   metrics.update({"gan/adaptive_weight": lam, "gan/factor": factor, "gan/real_logits": jnp.mean(real),
-                  "gan/fake_logits": jnp.mean(fake)})
+                  "gan/fake_logits": jnp.mean(fake),
+                  "gan/d_accuracy": 0.5 * (jnp.mean(real > 0) + jnp.mean(fake < 0))})
   return losses, metrics
