@@ -26,15 +26,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
+from vqgen.evaluation.samples import JUDGES, judge_key  # noqa: E402
 from vqgen.stages import PriorStage, build, load_run, run  # noqa: E402
 from vqgen.stages.classifier import sample_scorer  # noqa: E402
 from vqgen.stages.generate import Generator, balanced_labels  # noqa: E402
 from vqgen.train import writers  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "experiments", "results")
-# The scores a curve reports, and how the tables print them.
-METRICS = {"sample_fd": "{:.2f}", "fd_over_recon": "{:.1f}x", "precision": "{:.3f}", "recall": "{:.3f}",
+# The scores a curve reports, how the tables print them and their columns' headers: the Frechet distance and its
+# ratio to the tokenizer's reconstruction FD by each judge (evaluation/samples.py: results from before the
+# contrastive judge lack its keys and show empty cells), then the classifier's precision, recall and class accuracy.
+METRICS = {"sample_fd": "{:.2f}", "fd_over_recon": "{:.1f}x", "sample_fd_contrastive": "{:.2f}",
+           "fd_over_recon_contrastive": "{:.1f}x", "precision": "{:.3f}", "recall": "{:.3f}",
            "class_accuracy": "{:.1%}"}
+HEADERS = {"sample_fd": "FD", "fd_over_recon": "FD / recon FD", "sample_fd_contrastive": "FD, contrastive",
+           "fd_over_recon_contrastive": "FD / recon FD, contrastive", "precision": "precision", "recall": "recall",
+           "class_accuracy": "class acc."}
 
 
 class UsageError(ValueError):
@@ -224,15 +231,16 @@ class Sweep:
 
   def score(self, seed: int = 0, **overrides) -> dict:
     """Samples `num_samples` class-balanced images with sampling seed `seed` under `overrides` and scores them:
-    the sampler's settings, FD (and / recon FD), precision, recall, class accuracy, floors, NFE and timing."""
+    the sampler's settings, FD by each judge (and / recon FD), precision, recall, class accuracy, floors, NFE and
+    timing."""
     config = self.settings(**overrides)
     generator = Generator(self.prior, self.stage.tokenizer, self.stage.code_shape, build.sampler_kwargs(config))
     samples = generator(self.labels, jax.random.key(seed), self.batch_size)
     scores = self.scorer.score(samples["images"], self.labels if self.num_classes else None)
-    row = {"seed": seed, "workdir": self.workdir, **build.sampler_kwargs(config), **scores,
-           "fd_over_recon": scores["sample_fd"] / scores["recon_fd"], "forward_passes": samples["forward_passes"],
-           "ms_per_image": samples["ms_per_image"], "compile_seconds": samples["compile_seconds"]}
-    print(f"  {settings_text(overrides)} seed {seed}: FD {row['sample_fd']:.2f}, P {row['precision']:.3f}, "
+    row = {"seed": seed, "workdir": self.workdir, **build.sampler_kwargs(config), **scores, **fd_ratios(scores),
+           "forward_passes": samples["forward_passes"], "ms_per_image": samples["ms_per_image"],
+           "compile_seconds": samples["compile_seconds"]}
+    print(f"  {settings_text(overrides)} seed {seed}: FD {by_judges(row, 'sample_fd')}, P {row['precision']:.3f}, "
           f"R {row['recall']:.3f}" + (f", class acc. {row['class_accuracy']:.1%}" if self.num_classes else "")
           + f", {row['ms_per_image']:.1f} ms/image", flush=True)
     return row
@@ -266,12 +274,31 @@ def settings_text(settings: dict) -> str:
   return ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
 
 
+def fd_ratios(scores: dict) -> dict:
+  """{fd_over_recon[_<judge>]: sample FD / tokenizer reconstruction FD} for each judge that scored `scores`."""
+  fd = lambda name, judge: scores.get(judge_key(name, judge))
+  return {judge_key("fd_over_recon", j): fd("sample_fd", j) / fd("recon_fd", j) for j in JUDGES
+          if fd("sample_fd", j) is not None and fd("recon_fd", j) is not None}
+
+
+def by_judges(row: dict, name: str, fmt: str = "{:.2f}") -> str:
+  """'12.34 (contrastive 5.67)': score `name` by the classifier, then by each other judge that `row` holds."""
+  others = [f"{j} {fmt.format(row[judge_key(name, j)])}" for j in JUDGES[1:]
+            if row.get(judge_key(name, j)) is not None]
+  return fmt.format(row[name]) + (f" ({', '.join(others)})" if others else "")
+
+
+def cells(row: dict, metrics=tuple(METRICS)) -> list[str]:
+  """The table cells of one scored row (one seed, not aggregated), '-' for a metric it lacks."""
+  return [METRICS[m].format(row[m]) if row.get(m) is not None else "-" for m in metrics]
+
+
 # --- mean and spread ----------------------------------------------------------------------------------------------
 
 
 def aggregate(rows: list[dict], by: tuple, metrics=tuple(METRICS)) -> list[dict]:
-  """One row per distinct value of the `by` keys (in first-seen order), with <metric>_mean / _std / _min / _max
-  over the rows (seeds) that share it, `n` and `seeds`; the other keys from the first such row."""
+  """One row per distinct value of the `by` keys (in first-seen order), with <metric>_mean / _std / _min / _max / _n
+  over the rows (seeds) that share it and hold the metric, `n` and `seeds`; the other keys from the first such row."""
   groups = {}
   for r in rows:
     groups.setdefault(tuple(r[k] for k in by), []).append(r)
@@ -282,18 +309,19 @@ def aggregate(rows: list[dict], by: tuple, metrics=tuple(METRICS)) -> list[dict]
       values = np.array([r[m] for r in group if m in r], np.float64)
       if len(values):
         a.update({f"{m}_mean": values.mean(), f"{m}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
-                  f"{m}_min": values.min(), f"{m}_max": values.max()})
+                  f"{m}_min": values.min(), f"{m}_max": values.max(), f"{m}_n": len(values)})
     out.append(a)
   return out
 
 
 def spread(a: dict, metric: str, fmt: str | None = None, extremes: bool = False) -> str:
-  """'mean +- std' of an aggregated metric (just the value for one seed), with the min-max range if asked."""
+  """'mean +- std' of an aggregated metric (just the value for one seed), with the min-max range if asked; '' when
+  no row held it."""
   fmt = fmt or METRICS.get(metric, "{:.3f}")
   if f"{metric}_mean" not in a:
     return ""
   text = fmt.format(a[f"{metric}_mean"])
-  if a["n"] > 1:
+  if a.get(f"{metric}_n", a["n"]) > 1:
     std = fmt.format(a[f"{metric}_std"]).rstrip("x")
     text += f" +- {std}"
     if extremes:
@@ -306,10 +334,12 @@ def spread(a: dict, metric: str, fmt: str | None = None, extremes: bool = False)
 
 def floors_text(row: dict) -> str:
   """The floors every score sits beside (evaluation/samples.py), from any scored row."""
+  nn_accuracy = row.get("contrastive_nn_accuracy")
   return (f"{row['num_samples']} class-balanced samples per point vs the {row['reference']}; real-vs-real floor FD "
-          f"{row['real_fd_floor']:.2f}, precision / recall {row['real_precision_floor']:.2f} / "
-          f"{row['real_recall_floor']:.2f}; tokenizer reconstruction FD {row['recon_fd']:.2f} (the best a prior "
-          f"over these codes can expect); classifier test accuracy {row['classifier_test_accuracy']:.2%}")
+          f"{by_judges(row, 'real_fd_floor')}, precision / recall {row['real_precision_floor']:.2f} / "
+          f"{row['real_recall_floor']:.2f}; tokenizer reconstruction FD {by_judges(row, 'recon_fd')}, the best a "
+          f"prior over these codes can expect; classifier test accuracy {row['classifier_test_accuracy']:.2%}"
+          + (f", contrastive encoder 1-NN accuracy {nn_accuracy:.2%}" if nn_accuracy is not None else ""))
 
 
 def table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> list[str]:

@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 import curves_lib as lib
+from vqgen.evaluation.samples import JUDGES, judge_key
 from vqgen.priors.sampling import GUIDANCE_SCHEDULES
 
 NAME = "guidance_sweep"
@@ -82,7 +83,7 @@ def write(points, sweeps, out, args):
             "from 1 at the first step to `scale` at the last; at scale 1 the three are the same sampler.", ""]
   seeds_column = rows[0]["n"] > 1
   header = ["prior", "schedule", "scale"] + (["FD per seed"] if seeds_column else []) + [
-      "FD", "FD / recon FD", "precision", "recall", "class acc.", "NFE", "ms/image"]
+      lib.HEADERS[m] for m in lib.METRICS] + ["NFE", "ms/image"]
   body = []
   for r in rows:
     per_seed = [" / ".join(f"{p['sample_fd']:.1f}" for p in points if (p["prior"], p["schedule"], p["scale"])
@@ -90,10 +91,13 @@ def write(points, sweeps, out, args):
     body.append([r["prior"], r["schedule"], f"{r['scale']:g}"] + per_seed + [lib.spread(r, m) for m in lib.METRICS]
                 + [str(r["forward_passes"]), f"{r['ms_per_image']:.1f}"])
   lines += lib.table(header, body, numeric_from=2)
-  best = min(rows, key=lambda r: r["sample_fd_mean"])
-  lines += ["", f"Lowest mean FD: {best['prior']}, {best['schedule']} guidance at scale {best['scale']:g}: FD "
-            f"{lib.spread(best, 'sample_fd')} ({best['fd_over_recon_mean']:.1f}x the reconstruction FD), class "
-            f"accuracy {best['class_accuracy_mean']:.1%}."]
+  for judge in JUDGES:  # (points scored before the contrastive judge lack its FD)
+    fd, ratio = judge_key("sample_fd", judge), judge_key("fd_over_recon", judge)
+    best = min((r for r in rows if f"{fd}_mean" in r), key=lambda r: r[f"{fd}_mean"], default=None)
+    if best:
+      lines += ["", f"Lowest mean FD by the {judge} judge: {best['prior']}, {best['schedule']} guidance at scale "
+                f"{best['scale']:g}: FD {lib.spread(best, fd)} ({best[f'{ratio}_mean']:.1f}x the reconstruction FD), "
+                f"class accuracy {best['class_accuracy_mean']:.1%}."]
   lib.write(out, lines, {"command": lib.command(), "priors": {k: s.workdir for k, s in sweeps.items()},
                          "points": points, "summary": rows})
   fig, axes = lib.figure(3, 4.8, 4.0)

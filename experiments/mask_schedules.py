@@ -22,6 +22,7 @@ import argparse
 import os
 
 import curves_lib as lib
+from vqgen.evaluation.samples import JUDGES, judge_key
 from vqgen.priors.schedules import MASK_SCHEDULES
 
 ALIASES = {"square": "power"}  # MaskGIT's name for 1 - r^2 (power with exponent 2, the default)
@@ -48,11 +49,15 @@ def write(points, sweep, out, args):
            "Fraction of the codes still masked after progress r (priors/schedules.py): cosine cos(pi r / 2), "
            "linear 1 - r, square 1 - r^2 (`power`), log -log2(r) / log2(N), arccos arccos(r) / (pi / 2), exp "
            "1 - 2^(-log2(N) (1 - r)); only the decoding schedule changes, the prior was trained with "
-           f"`{sweep.config.prior.mask_schedule}`.", "", "FD by schedule (columns) and decoding steps T (rows):", ""]
-  lines += lib.table(["T"] + schedules, [[str(t)] + [lib.spread(cell[s, t], "sample_fd") if (s, t) in cell else ""
-                                                     for s in schedules] for t in steps])
+           f"`{sweep.config.prior.mask_schedule}`."]
+  for judge in JUDGES:  # (points scored before the contrastive judge lack its FD)
+    fd = judge_key("sample_fd", judge)
+    if any(f"{fd}_mean" in r for r in rows):
+      lines += ["", f"FD by the {judge} judge by schedule (columns) and decoding steps T (rows):", ""]
+      lines += lib.table(["T"] + schedules, [[str(t)] + [lib.spread(cell[s, t], fd) if (s, t) in cell else ""
+                                                         for s in schedules] for t in steps])
   lines += ["", "Every score:", ""]
-  lines += lib.table(["schedule", "T", "FD", "FD / recon FD", "precision", "recall", "class acc.", "ms/image"],
+  lines += lib.table(["schedule", "T"] + [lib.HEADERS[m] for m in lib.METRICS] + ["ms/image"],
                      [[r["schedule"], str(r["T"])] + [lib.spread(r, m) for m in lib.METRICS]
                       + [f"{r['ms_per_image']:.1f}"] for r in rows], numeric_from=1)
   lib.write(out, lines, {"command": lib.command(), "prior": sweep.workdir, "points": points, "summary": rows})

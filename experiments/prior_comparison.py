@@ -8,8 +8,9 @@
 Each prior is its config file (configs/prior/*_fashion_mnist.py) with the same network, batch and steps (plus
 `--variant`, the config files' own `key=value` overrides); its default sampler (MaskGIT 8 steps, AR one pass per
 code with the KV cache, both diffusions 32 steps; guidance 2 for all). Scores from the prior's own end-of-run
-evaluation: 1000 class-balanced samples against the Fashion-MNIST test split (vqgen/evaluation/samples.py),
-beside the real-vs-real floor and the tokenizer's reconstruction distance. Without --tokenizer the demo tokenizer
+evaluation: 1000 class-balanced samples against the Fashion-MNIST test split (vqgen/evaluation/samples.py), FD by
+each judge (the classifier and the contrastive encoder) beside its real-vs-real floor and the tokenizer's
+reconstruction distance. Without --tokenizer the demo tokenizer
 (configs/demo.py) is trained first in WORKDIR/tokenizer. Writes experiments/results/ (or --out)
 prior_comparison[_TAG].md, .json and one PNG sample grid per prior (one row per class). The same comparison over
 several training seeds per family: experiments/prior_seeds.py.
@@ -36,17 +37,16 @@ def write(rows, out, args):
            f"Command: `python experiments/prior_comparison.py {' '.join(sys.argv[1:])}`. Tokenizer "
            f"`{rows[0]['tokenizer']}`; every prior: {args.steps} steps at batch {rows[0]['batch_size']}, "
            f"network {rows[0]['network']}. {rows[0]['num_samples']} class-balanced samples vs the "
-           f"{rows[0]['reference']}; real floor FD {rows[0]['real_fd_floor']:.2f}, tokenizer reconstruction FD "
-           f"{rows[0]['recon_fd']:.2f} (the best a prior over these codes can expect), real precision / recall "
-           f"floor {rows[0]['real_precision_floor']:.2f} / {rows[0]['real_recall_floor']:.2f}. `minutes` is the whole "
-           "run (training, validation, sampling, scoring) and `ms/image` the evaluation's sampling with decoding "
-           "at batch 250, wall-clock on whatever else the machine ran: benchmarks/sampling.py is the timing.", "",
-           "| prior | validation NLL | FD | FD / recon FD | precision | recall | class acc. | NFE | ms/image | "
-           "minutes |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  lines += [f"| {r['prior']} | {validation(r)} | {r['sample_fd']:.2f} | "
-            f"{r['sample_fd'] / r['recon_fd']:.1f}x | {r['precision']:.3f} | {r['recall']:.3f} | "
-            f"{r['class_accuracy']:.1%} | {r['sample_forward_passes']} | {r['sample_ms_per_image']:.1f} | "
-            f"{r['minutes']:.1f} |" for r in rows]
+           f"{rows[0]['reference']}; real floor FD {lib.by_judges(rows[0], 'real_fd_floor')}, tokenizer "
+           f"reconstruction FD {lib.by_judges(rows[0], 'recon_fd')}, the best a prior over these codes can expect; "
+           f"real precision / recall floor {rows[0]['real_precision_floor']:.2f} / "
+           f"{rows[0]['real_recall_floor']:.2f}. `minutes` is the whole run (training, validation, sampling, scoring) "
+           "and `ms/image` the evaluation's sampling with decoding at batch 250, wall-clock on whatever else the "
+           "machine ran: benchmarks/sampling.py is the timing.", ""]
+  header = ["prior", "validation NLL"] + [lib.HEADERS[m] for m in lib.METRICS] + ["NFE", "ms/image", "minutes"]
+  body = [[r["prior"], validation(r)] + lib.cells(dict(r, **lib.fd_ratios(r)))
+          + [str(r["sample_forward_passes"]), f"{r['sample_ms_per_image']:.1f}", f"{r['minutes']:.1f}"] for r in rows]
+  lines += lib.table(header, body, numeric_from=2)
   with open(out + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
   with open(out + ".json", "w") as f:

@@ -13,8 +13,9 @@ the training seed, in WORKDIR/<prior>_seed<S>[_TAG]. The seed sets the initialis
 dropout and the evaluation's sampling key (seed + 1), so the spread is that of the whole run. --priors takes any
 family of vqgen.config.PRIOR_CONFIGS. Without --tokenizer the demo tokenizer (configs/demo.py) is trained first
 in WORKDIR/tokenizer. Writes experiments/results/prior_seeds[_TAG].md (per family: mean +- std and min-max of
-FD, FD / recon FD, precision, recall, class accuracy and validation NLL; then every run), .json and .png (FD
-and class accuracy per family: every seed, and mean +- std).
+FD and FD / recon FD by each judge (the classifier and the contrastive encoder), precision, recall, class accuracy
+and validation NLL; then every run), .json and .png (the classifier's FD and class accuracy per family: every seed,
+and mean +- std).
 """
 
 import argparse
@@ -43,11 +44,11 @@ def write(runs, out, args):
            + (f", variant `{args.variant}`" if args.variant else "") + ", its default sampler. "
            + lib.floors_text(first) + ".", "",
            "Per family: mean +- std over the training seeds (min-max in brackets).", ""]
-  lines += lib.table(["prior", "seeds", "validation NLL", "FD", "FD / recon FD", "precision", "recall",
-                      "class acc.", "training minutes / run"],
+  lines += lib.table(["prior", "seeds", "validation NLL"] + [lib.HEADERS[m] for m in lib.METRICS]
+                     + ["training minutes / run"],
                      [[r["prior"], ", ".join(map(str, r["seeds"])),
-                       f"{lib.spread(r, 'val_nll', '{:.3f}')} {r['val_nll_unit']}",
-                       lib.spread(r, "sample_fd", extremes=True)] + [lib.spread(r, m) for m in list(lib.METRICS)[1:]]
+                       f"{lib.spread(r, 'val_nll', '{:.3f}')} {r['val_nll_unit']}"]
+                      + [lib.spread(r, m, extremes=m.startswith("sample_fd")) for m in lib.METRICS]
                       + [f"{np.mean([minutes(x) for x in runs if x['prior'] == r['prior']]):.1f}"] for r in rows],
                      numeric_from=2)
   samplers = {r["prior"]: r["sampler"] for r in runs if "sampler" in r}
@@ -55,11 +56,9 @@ def write(runs, out, args):
     lines += ["", "Samplers (each family's config at the run): " + "; ".join(f"{k}: {v}" for k, v in samplers.items())
               + "."]
   lines += ["", "Every run:", ""]
-  lines += lib.table(["prior", "seed", "validation NLL", "FD", "FD / recon FD", "precision", "recall", "class acc.",
-                      "training minutes"],
-                     [[r["prior"], str(r["seed"]), f"{r['val_nll']:.3f} {r['val_nll_unit']}"]
-                      + [fmt.format(r[m]) for m, fmt in lib.METRICS.items()] + [f"{minutes(r):.1f}"]
-                      for r in runs], numeric_from=1)
+  lines += lib.table(["prior", "seed", "validation NLL"] + [lib.HEADERS[m] for m in lib.METRICS] + ["training minutes"],
+                     [[r["prior"], str(r["seed"]), f"{r['val_nll']:.3f} {r['val_nll_unit']}"] + lib.cells(r)
+                      + [f"{minutes(r):.1f}"] for r in runs], numeric_from=1)
   lib.write(out, lines, runs)
   fig, axes = lib.figure(2, 0.9 * len(rows) + 3, 3.8)
   x = np.arange(len(rows))
@@ -103,8 +102,7 @@ def main(args):
       r = lib.train_prior(name, tokenizer, os.path.join(os.path.abspath(args.workdir), f"{name}_seed{seed}{suffix}"),
                           args.variant, seed=seed, steps=args.steps, batch_size=args.batch_size)
       value, unit = lib.val_nll(r)
-      runs.append(dict(r, variant=args.variant, val_nll=value, val_nll_unit=unit,
-                       fd_over_recon=r["sample_fd"] / r["recon_fd"]))
+      runs.append(dict(r, variant=args.variant, val_nll=value, val_nll_unit=unit, **lib.fd_ratios(r)))
       write(runs, out, args)  # after every run: an interrupted comparison keeps its rows
   if not runs:
     raise lib.UsageError("no runs to report")

@@ -99,18 +99,17 @@ def write(rows, out, tokenizer):
            f"width {rows[0]['width']}, seed {rows[0]['seed']}. {lib.floors_text(rows[0])}. `GFLOP/seq` is XLA's "
            "count of one training step (loss and gradient) per sequence; `ms/image` the evaluation's sampling with "
            "decoding at batch 250 on whatever else the machine ran.", ""]
-  header = ["row", "layers", "params", "GFLOP/seq", "val. bits/code (exact)", "FD", "FD / recon", "precision",
-            "recall", "class acc.", "NFE", "ms/image", "minutes"]
-  body = [[r["row"], r["layers"], f"{r['num_params'] / 1e6:.2f}M",
-           f"{r['flops_per_sequence'] / 1e9:.2f}", f"{r['val_bits_per_token']:.3f}", f"{r['sample_fd']:.2f}",
-           f"{r['sample_fd'] / r['recon_fd']:.1f}x", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
-           f"{r['class_accuracy']:.1%}", str(r["sample_forward_passes"]), f"{r['sample_ms_per_image']:.1f}",
-           f"{r['minutes']:.1f}"] for r in rows]
+  header = (["row", "layers", "params", "GFLOP/seq", "val. bits/code (exact)"] + [lib.HEADERS[m] for m in lib.METRICS]
+            + ["NFE", "ms/image", "minutes"])
+  body = [[r["row"], r["layers"], f"{r['num_params'] / 1e6:.2f}M", f"{r['flops_per_sequence'] / 1e9:.2f}",
+           f"{r['val_bits_per_token']:.3f}"] + lib.cells(dict(r, **lib.fd_ratios(r)))
+          + [str(r["sample_forward_passes"]), f"{r['sample_ms_per_image']:.1f}", f"{r['minutes']:.1f}"] for r in rows]
   lib.write(out, lines + lib.table(header, body, numeric_from=2), rows)
   fig, axes = lib.figure(len(rows), width=5.0, height=5.0)
   for ax, r in zip(axes, rows):
     ax.imshow(mpimg.imread(os.path.join(r["workdir"], "samples.png")), cmap="gray")
-    ax.set_title(f"{r['row']}: FD {r['sample_fd']:.1f}, {r['val_bits_per_token']:.2f} bits/code", fontsize=9)
+    ax.set_title(f"{r['row']}: FD {lib.by_judges(r, 'sample_fd', '{:.1f}')}, {r['val_bits_per_token']:.2f} bits/code",
+                 fontsize=9)
     ax.axis("off")
   lib.save(fig, out, "samples, one row per class")
 

@@ -5,12 +5,13 @@
 Every row trains a Fashion-MNIST tokenizer at the demo tokenizer's compute (1500 steps at batch 128, FSQ
 (8, 5, 5, 5) codes on a 7x7 grid) with `vqgen.stages.run` into <workdir>/<row> (a finished row is reused; an
 interrupted one resumes), then scores it: test PSNR / SSIM / codebook usage (the run's own evaluation) and the
-Frechet distance of the reconstructions of N training images against the test split on the sample-metric
-network (the blur-sensitive one: experiments/results/degradation_ladder.md), beside the real-vs-real floor.
-Then (unless --no-prior) the demo prior (configs/prior/maskgit_fashion_mnist.py) trains on the MSE-only conv
-tokenizer and on the row of lowest reconstruction FD, in <workdir>/prior_<row>, and their 1000 samples are scored
-on the same network. Writes experiments/results/tokenizer_losses.{md,json,png} (the PNG: the same test images
-reconstructed by each row) and tokenizer_losses_samples.png (two samples per class for each prior).
+Frechet distance of the reconstructions of N training images against the test split by each sample-metric judge
+(the classifier and the contrastive encoder, both blur-sensitive: experiments/results/degradation_ladder.md),
+beside its real-vs-real floor. Then (unless --no-prior) the demo prior (configs/prior/maskgit_fashion_mnist.py)
+trains on the MSE-only conv tokenizer and on the row of lowest reconstruction FD (the classifier's), in
+<workdir>/prior_<row>, and their 1000 samples are scored by the same judges. Writes experiments/results/
+tokenizer_losses.{md,json,png} (the PNG: the same test images reconstructed by each row) and
+tokenizer_losses_samples.png (two samples per class for each prior).
 """
 
 import argparse
@@ -22,11 +23,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import curves_lib as lib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vqgen import config as config_lib  # noqa: E402
 from vqgen import data as data_lib  # noqa: E402
 from vqgen import images as images_lib  # noqa: E402
+from vqgen.evaluation.samples import JUDGES, judge_key  # noqa: E402
 from vqgen.stages import TokenizerStage, load_run, run  # noqa: E402
 from vqgen.stages.classifier import default_workdir, sample_scorer  # noqa: E402
 
@@ -88,14 +91,46 @@ def compare_priors(rows: list, workdir: str, out: str) -> list:
   for r in chosen:
     folder = os.path.join(workdir, "prior_" + r["row"])
     metrics, minutes = train(folder, f"{PRIOR}:tokenizer={os.path.abspath(os.path.join(workdir, r['row']))}")
-    results.append({"row": r["row"], "label": r["label"], "minutes": minutes,
-                    **{k: metrics[k] for k in ("sample_fd", "real_fd_floor", "recon_fd", "precision", "recall",
-                                               "class_accuracy", "num_samples", "val_loss")}})
+    results.append({"row": r["row"], "label": r["label"], "minutes": minutes, **judged_scores(metrics, (
+        "sample_fd", "real_fd_floor", "recon_fd")), **{k: metrics[k] for k in ("precision", "recall", "class_accuracy",
+                                                                             "num_samples", "val_loss")}})
     with np.load(os.path.join(folder, "samples.npz")) as f:
       images, labels = f["images"], f["labels"]
     strips.append(np.concatenate([images[labels == c][:2] for c in range(10)]))
   images_lib.save_png(out + "_samples.png", images_lib.make_grid(np.concatenate(strips), rows=len(strips)), scale=3)
   return results
+
+
+def judged_scores(scores: dict, names) -> dict:
+  """Scores `names` by each judge that `scores` hold (evaluation/samples.py's keys)."""
+  return {judge_key(k, j): scores[judge_key(k, j)] for j in JUDGES for k in names if judge_key(k, j) in scores}
+
+
+def tokenizer_cells(r: dict, ref: dict | None, judge: str) -> list[str]:
+  """A tokenizer row's reconstruction FD by `judge`, FD - floor, and the MSE-only row `ref`'s FD and FD - floor
+  over this row's; '-' for a row scored before the judge was."""
+  fd, floor = judge_key("recon_fd", judge), judge_key("real_fd_floor", judge)
+  if r.get(fd) is None:
+    return ["-"] * 4
+  excess = r[fd] - r[floor]
+  ratios = (["", ""] if not ref or ref is r or ref.get(fd) is None else
+            [f"{ref[fd] / r[fd]:.2f}x", f"{(ref[fd] - ref[floor]) / excess:.2f}x"])
+  return [f"{r[fd]:.2f}", f"{excess:.2f}"] + ratios
+
+
+def prior_cells(p: dict, first: dict, judge: str) -> list[str]:
+  """A prior's sample FD by `judge`, the first prior's over it, and its tokenizer's reconstruction FD; '-' for a
+  prior scored before the judge was."""
+  fd, recon = judge_key("sample_fd", judge), judge_key("recon_fd", judge)
+  if p.get(fd) is None:
+    return ["-"] * 3
+  return [f"{p[fd]:.2f}", f"{first[fd] / p[fd]:.2f}x" if p is not first and first.get(fd) is not None else "",
+          f"{p[recon]:.2f}"]
+
+
+def by_judge(headers: list[str]) -> list[str]:
+  """The headers of columns given by each judge: the classifier's plain, the others' suffixed."""
+  return [h if j == JUDGES[0] else f"{h}, {j}" for j in JUDGES for h in headers]
 
 
 def main():
@@ -126,10 +161,10 @@ def main():
     scorer = sample_scorer(tokenizer)
     floors = scorer.floors(args.num_images)
     rows.append({"row": name, "label": label, "config": spec, "psnr": metrics["test_psnr"],
-                 "ssim": metrics["test_ssim"], "usage": metrics["codebook_usage"], "recon_fd": floors["recon_fd"],
-                 "real_fd_floor": floors["real_fd_floor"], "minutes": minutes})
+                 "ssim": metrics["test_ssim"], "usage": metrics["codebook_usage"],
+                 **judged_scores(floors, ("recon_fd", "real_fd_floor")), "minutes": minutes})
     strips.append(np.clip(np.asarray(tokenizer(test)[0]), 0, 1))
-    print(f"{label}: PSNR {rows[-1]['psnr']:.2f} dB, recon FD {rows[-1]['recon_fd']:.2f}", flush=True)
+    print(f"{label}: PSNR {rows[-1]['psnr']:.2f} dB, recon FD {lib.by_judges(rows[-1], 'recon_fd')}", flush=True)
 
   priors = compare_priors(rows, args.workdir, args.out) if args.prior else []
   command = (f"python experiments/tokenizer_losses.py --workdir={args.workdir} --rows={args.rows}"
@@ -138,35 +173,31 @@ def main():
   title = f"{args.steps} steps (a partial run)" if args.steps else "the demo tokenizer's compute"
   lines = [f"# Tokenizer losses at {title}", "",
            f"`{command} --num_images={args.num_images}` ({time.strftime('%Y-%m-%d')}; 2-core CPU). Reconstruction "
-           f"FD: {args.num_images} training images reconstructed, against the 10k test split, on the sample-metric "
-           f"network (`{os.path.relpath(default_workdir(), os.path.expanduser('~'))}` under ~; blur-sensitive: "
-           "degradation_ladder.md). Minutes: training and evaluation on this machine.", "",
+           f"FD: {args.num_images} training images reconstructed, against the 10k test split, by each sample-metric "
+           f"judge (`{os.path.relpath(default_workdir(), os.path.expanduser('~'))}` under ~ and the contrastive "
+           "encoder beside it; blur-sensitive: degradation_ladder.md). Minutes: training and evaluation on this "
+           "machine.", "",
            "FD - floor is the part of the distance a tokenizer can still remove (the real floor: "
-           f"{args.num_images} training images against the same split); the ratios are the MSE-only row's of the "
-           "same backbone over this row's (above 1: this row is better). Rows trained side by side share the 2 cores: "
-           "minutes compare only runs made alone.", "",
-           "| tokenizer | PSNR dB | SSIM | recon FD | FD - floor | FD ratio | (FD - floor) ratio | usage | minutes |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for r in rows:
-    ref = base.get(r["row"][:r["row"].index("_")])
-    excess = r["recon_fd"] - r["real_fd_floor"]
-    ratios = (f"{ref['recon_fd'] / r['recon_fd']:.2f}x | {(ref['recon_fd'] - ref['real_fd_floor']) / excess:.2f}x"
-              if ref and ref is not r else " | ")
-    lines.append(f"| {r['label']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['recon_fd']:.2f} | {excess:.2f} | "
-                 f"{ratios} | {100 * r['usage']:.0f}% | {r['minutes']:.1f} |")
+           f"{args.num_images} training images against the same split, by the same judge); the ratios are the "
+           "MSE-only row's of the same backbone over this row's (above 1: this row is better); `-`: a row scored "
+           "before the contrastive judge. Rows trained side by side share the 2 cores: minutes compare only runs "
+           "made alone.", ""]
+  header = ["tokenizer", "PSNR dB", "SSIM"] + by_judge(["recon FD", "FD - floor", "FD ratio", "(FD - floor) ratio"])
+  lines += lib.table(header + ["usage", "minutes"], [
+      [r["label"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}"]
+      + [c for j in JUDGES for c in tokenizer_cells(r, base.get(r["row"][:r["row"].index("_")]), j)]
+      + [f"{100 * r['usage']:.0f}%", f"{r['minutes']:.1f}"] for r in rows])
   lines += ["", f"![test images, then each row's reconstructions]({os.path.basename(args.out)}.png)", "",
             "Rows of the PNG: the test images, then " + ", ".join(r["label"] for r in rows) + "."]
   if priors:
     lines += ["", f"## The demo prior ({PRIOR}) on two of these tokenizers", "",
-              f"{priors[0]['num_samples']} class-balanced samples against the test split, same network; real floor "
-              f"{priors[0]['real_fd_floor']:.2f}. Minutes: prior training, sampling and scoring.", "",
-              "| tokenizer | sample FD | MSE-only's FD / this | precision | recall | class accuracy | recon FD (same N) "
-              "| minutes |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in priors:
-      ratio = f"{priors[0]['sample_fd'] / p['sample_fd']:.2f}x" if p is not priors[0] else ""
-      lines.append(f"| {p['label']} | {p['sample_fd']:.2f} | {ratio} | {p['precision']:.3f} | {p['recall']:.3f} | "
-                   f"{100 * p['class_accuracy']:.1f}% | {p['recon_fd']:.2f} | {p['minutes']:.1f} |")
+              f"{priors[0]['num_samples']} class-balanced samples against the test split, same judges; real floor "
+              f"{lib.by_judges(priors[0], 'real_fd_floor')}. Minutes: prior training, sampling and scoring.", ""]
+    header = ["tokenizer"] + by_judge(["sample FD", "MSE-only's FD / this", "recon FD (same N)"])
+    lines += lib.table(header + ["precision", "recall", "class accuracy", "minutes"], [
+        [p["label"]] + [c for j in JUDGES for c in prior_cells(p, priors[0], j)]
+        + [f"{p['precision']:.3f}", f"{p['recall']:.3f}", f"{100 * p['class_accuracy']:.1f}%", f"{p['minutes']:.1f}"]
+        for p in priors])
     lines += ["", f"![two samples per class, one row per tokenizer]({os.path.basename(args.out)}_samples.png)"]
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out + ".md", "w") as f:
