@@ -293,6 +293,27 @@ def cells(row: dict, metrics=tuple(METRICS)) -> list[str]:
   return [METRICS[m].format(row[m]) if row.get(m) is not None else "-" for m in metrics]
 
 
+def trained(folder: str, config) -> dict:
+  """The metrics.json of the run of `config` in `folder`, trained there first unless it finished before (an
+  interrupted run resumes)."""
+  path = os.path.join(folder, "metrics.json")
+  if os.path.exists(path):
+    return writers.read_json(path)
+  print(f"== {os.path.basename(folder)}", flush=True)
+  return run(config, folder)
+
+
+def override(config, overrides: dict):
+  """`config` with {dotted key: value} set (existing keys only), returned for chaining."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
 # --- mean and spread ----------------------------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from vqgen import config as config_lib  # noqa: E402
 from vqgen import data as data_lib  # noqa: E402
 from vqgen import images as images_lib  # noqa: E402
 from vqgen.evaluation.samples import JUDGES, judge_key  # noqa: E402
-from vqgen.stages import TokenizerStage, load_run, run  # noqa: E402
+from vqgen.stages import TokenizerStage, load_run  # noqa: E402
 from vqgen.stages.classifier import sample_scorer  # noqa: E402
 from vqgen.train import writers  # noqa: E402
 
@@ -59,24 +59,9 @@ BALANCE = ("gan/d_accuracy", "gan/grad_share", "gan/real_logits", "gan/fake_logi
 
 
 def arm_config(name: str, steps: int, seed: int):
-  c = config_lib.load_config(f"{VQGAN}:steps={steps},start={steps // 3}")
-  for key, value in ARMS[name][1].items():
-    section, leaf = key.rsplit(".", 1)
-    node = c
-    for part in section.split("."):
-      node = node[part]
-    node[leaf] = value
+  c = lib.override(config_lib.load_config(f"{VQGAN}:steps={steps},start={steps // 3}"), ARMS[name][1])
   c.seed = seed
   return c
-
-
-def train(folder: str, config) -> dict:
-  """The metrics.json of the run of `config` in `folder`, trained there first unless it finished before."""
-  path = os.path.join(folder, "metrics.json")
-  if os.path.exists(path):
-    return writers.read_json(path)
-  print(f"== {os.path.basename(folder)}", flush=True)
-  return run(config, folder)
 
 
 def sharpness_and_grain(recon: np.ndarray, real: np.ndarray) -> tuple[float, float]:
@@ -106,7 +91,7 @@ def main():
   start = time.perf_counter()
   for name in arms:
     for seed in seeds:
-      train(os.path.join(args.workdir, f"{name}_s{seed}"), arm_config(name, args.steps, seed))
+      lib.trained(os.path.join(args.workdir, f"{name}_s{seed}"), arm_config(name, args.steps, seed))
   if args.train_only:
     return
   scorer = sample_scorer()
