@@ -141,6 +141,8 @@ class SampleScorer:
     self.classifier_accuracy = classifier_accuracy
     self.contrastive_accuracy = contrastive_accuracy
     self.judges = {JUDGES[0]: Judge(classifier, test_images)}
+    self.features = self.judges[JUDGES[0]]  # the classifier's judged features (images -> [N, D])
+    self.test_features = self.judges[JUDGES[0]].reference
     if contrastive is not None:
       self.judges[JUDGES[1]] = Judge(contrastive, test_images)
       self.lpips = lpips_of(contrastive)
